@@ -1,0 +1,307 @@
+"""The `provision` command line."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from provision import __version__, pins
+from provision.errors import InputError, ProvisionError
+
+app = typer.Typer(
+    name="provision",
+    help=(
+        "Bring a lab of AMD GPU hosts from ROCm 5.2 to a verified ROCm 7.0 + PyTorch 2.8.0 state, or give "
+        "the hosts that cannot upgrade a verified MIOpen fallback profile.\n\n"
+        "Start with `provision hosts validate --hosts lab.ini` (checks your inventory, contacts nothing) and "
+        "`provision gpus identify --lspci FILE` (classifies a GPU from pasted output)."
+    ),
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    rich_markup_mode="markdown",
+)
+gpus_app = typer.Typer(help="Identify AMD GPUs and browse the GPU catalog.", no_args_is_help=True)
+hosts_app = typer.Typer(help="Validate an inventory and show each host's spec and plan.", no_args_is_help=True)
+env_app = typer.Typer(help="Browse the catalog of MIOpen / HIP / HSA environment variables.", no_args_is_help=True)
+app.add_typer(gpus_app, name="gpus")
+app.add_typer(hosts_app, name="hosts")
+app.add_typer(env_app, name="env")
+
+try:  # the container lab is optional at import time so the core CLI never breaks on it
+    from provision.lab.cli import app as lab_app
+
+    app.add_typer(lab_app, name="lab", help="A container lab that rehearses the upgrade (podman, SSH, a signed mirror).")
+except ImportError:  # pragma: no cover - only while the lab package is absent
+    pass
+
+out = Console(highlight=False, soft_wrap=False)
+err = Console(stderr=True, highlight=False)
+
+ACTION_STYLE = {"upgrade": "green", "upgrade-with-override": "yellow", "fallback": "cyan", "blocked": "red",
+                "undecided": "dim"}
+
+
+def _version_callback(value: bool) -> None:
+    if value:
+        typer.echo(f"provision {__version__} (pins {pins.version()})")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[bool, typer.Option("--version", callback=_version_callback, is_eager=True,
+                                          help="Print the version and the pin set, then exit.")] = False,
+) -> None:
+    """Global options."""
+
+
+def _read_input(path: str | None, what: str) -> str | None:
+    if path is None:
+        return None
+    if path == "-":
+        return sys.stdin.read()
+    try:
+        return Path(path).read_text(encoding="utf-8", errors="replace")
+    except OSError as exc:
+        raise InputError(f"cannot read the {what} file {path}: {exc.strerror}") from exc
+
+
+def _emit_json(data: Any) -> None:
+    typer.echo(json.dumps(data, indent=2, sort_keys=False))
+
+
+# ------------------------------------------------------------------ gpus
+
+
+@gpus_app.command("identify")
+def gpus_identify(
+    lspci: Annotated[str | None, typer.Option(help="`lspci -nn` output (a file, or - for stdin).")] = None,
+    rocminfo: Annotated[str | None, typer.Option(help="`rocminfo` output (a file, or -).")] = None,
+    agents: Annotated[str | None, typer.Option(help="`rocm_agent_enumerator` output (a file, or -).")] = None,
+    sysfs_root: Annotated[Path | None, typer.Option(help="Read PCI and KFD entries under this root (/sys on a host).")] = None,
+    env: Annotated[str | None, typer.Option(help="Environment as `env` prints it, or /etc/environment (a file, or -).")] = None,
+    os_release: Annotated[str | None, typer.Option(help="The host's /etc/os-release (a file, or -).")] = None,
+    mode: Annotated[str, typer.Option(help="Plan as if provision_mode were this: auto, upgrade or fallback.")] = "auto",
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+) -> None:
+    """Classify the GPUs of a box you cannot reach, from pasted command output, and show its plan.
+
+    The PCI id decides the hardware; a gfx name from rocminfo is checked against it, so an
+    HSA_OVERRIDE_GFX_VERSION in force is noticed. iGPUs and non-AMD GPUs are set aside.
+
+    Examples:
+
+        ssh ws7 lspci -nn | provision gpus identify --lspci -
+
+        provision gpus identify --lspci lspci.txt --rocminfo rocminfo.txt --os-release os-release --json
+    """
+    from provision.identify import identify, parse_env
+    from provision.osfacts import os_facts_from_text
+    from provision.planner import RocmState, plan_host
+    from provision.specs import HostSpec
+
+    sources = [lspci, rocminfo, agents, env, os_release]
+    if sum(1 for s in sources if s == "-") > 1:
+        raise InputError("only one of the inputs can be read from stdin (-)")
+    if not any([lspci, rocminfo, agents, sysfs_root]):
+        raise InputError("give at least one of --lspci, --rocminfo, --agents or --sysfs-root "
+                         "(see `provision gpus identify --help`)")
+    if sysfs_root is not None and not sysfs_root.is_dir():
+        raise InputError(f"--sysfs-root {sysfs_root} is not a directory")
+    if mode not in ("auto", "upgrade", "fallback"):
+        raise InputError(f"--mode {mode!r} is not one of auto, upgrade, fallback")
+    env_text = _read_input(env, "env")
+    env_map = parse_env(env_text) if env_text else {}
+    ident = identify(lspci=_read_input(lspci, "lspci"), rocminfo=_read_input(rocminfo, "rocminfo"),
+                     agents=_read_input(agents, "rocm_agent_enumerator"), sysfs_root=sysfs_root, env=env_map)
+    os_text = _read_input(os_release, "os-release")
+    facts = os_facts_from_text(os_text) if os_text else None
+    overrides = {k: v for k, v in env_map.items() if k.startswith("HSA_")}
+    plan = plan_host(HostSpec(mode=mode), ident, facts, RocmState(env_overrides=overrides))
+    if as_json:
+        _emit_json({"schema_version": 1, **ident.to_dict(),
+                    "os": facts.__dict__ | {"key": facts.key} if facts else None, "plan": plan.to_dict()})
+        return
+    if not ident.gpus:
+        out.print("[yellow]No display-class device found in the input.[/yellow]")
+    table = Table(title="GPUs", show_lines=False)
+    for col in ("PCI id", "name", "gfx", "family", "ROCm 7.0", "role", "diagnosis"):
+        table.add_column(col, overflow="fold")
+    for g in ident.gpus:
+        gfx = g.gfx or "?"
+        if g.gfx_runtime and g.gfx_runtime != g.gfx:
+            gfx = f"{gfx} (runtime: {g.gfx_runtime})"
+        table.add_row(g.pci_id or "-", g.name, gfx, g.family or "-", _status_text(g.rocm70, g.supported_os),
+                      g.role, "; ".join(g.diagnosis) or "-")
+    out.print(table)
+    for note in ident.notes:
+        out.print(f"note: {note}")
+    if facts:
+        out.print(f"OS: {facts.pretty_name or facts.key} ({facts.key})")
+    _print_plan(plan)
+
+
+def _status_text(status: str | None, os_list: list[str]) -> str:
+    if status is None:
+        return "-"
+    if status == "supported" and os_list:
+        return f"supported on {', '.join(os_list)}"
+    return status
+
+
+def _print_plan(plan: Any, indent: str = "") -> None:
+    style = ACTION_STYLE.get(plan.action, "")
+    out.print(f"{indent}plan: [bold {style}]{plan.action}[/]")
+    for r in plan.reasons:
+        out.print(f"{indent}  - {r}")
+    for w in plan.warnings:
+        out.print(f"{indent}  [yellow]! {w}[/yellow]")
+    if plan.env:
+        out.print(f"{indent}  env to set: " + " ".join(f"{k}={v}" for k, v in plan.env.items()))
+    if plan.env_remove:
+        out.print(f"{indent}  env to remove: " + " ".join(plan.env_remove))
+
+
+@gpus_app.command("list")
+def gpus_list(
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+) -> None:
+    """List every GPU in the catalog with its chip, gfx target, family and ROCm 7.0 status.
+
+    Example: `provision gpus list | grep gfx1030`
+    """
+    from provision.catalog import catalog
+
+    devices = sorted(catalog().devices(), key=lambda d: (d.chip.gfx, d.pci_id))
+    if as_json:
+        _emit_json([{"pci_id": d.pci_id, "name": d.name, "chip": d.chip.name, "gfx": d.chip.gfx,
+                     "family": d.chip.family, "segment": d.segment, "rocm70": d.rocm70,
+                     "supported_os": list(d.supported_os), "integrated": d.chip.integrated} for d in devices])
+        return
+    table = Table(title=f"GPU catalog ({len(devices)} devices)")
+    for col in ("PCI id", "name", "chip", "gfx", "family", "ROCm 7.0"):
+        table.add_column(col, overflow="fold")
+    for d in devices:
+        table.add_row(d.pci_id, d.name, d.chip.name, d.chip.gfx, d.chip.family,
+                      _status_text(d.rocm70, list(d.supported_os)))
+    out.print(table)
+
+
+# ------------------------------------------------------------------ env
+
+
+@env_app.command("list")
+def env_list(
+    workarounds: Annotated[bool, typer.Option("--workarounds", help="Only variables usable in a fallback profile.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+) -> None:
+    """List the environment variables MIOpen, HIP, HSA and PyTorch really read, with their sources.
+
+    Names in `provision_fallback_env` must come from this list. Example: `provision env list --workarounds`
+    """
+    from provision.envcatalog import env_catalog
+
+    cat = env_catalog()
+    rows = [v for v in cat.variables.values() if v.workaround or not workarounds]
+    if as_json:
+        _emit_json({"variables": [v.__dict__ for v in rows],
+                    "not_read_by_anything": [n.__dict__ for n in cat.not_real.values()]})
+        return
+    table = Table(title=f"Environment variables ({len(rows)})")
+    for col in ("name", "component", "type", "workaround", "description"):
+        table.add_column(col, overflow="fold")
+    for v in rows:
+        table.add_row(v.name, v.component, v.type, "yes" if v.workaround else "", v.description)
+    out.print(table)
+    for n in cat.not_real.values():
+        out.print(f"[red]not real:[/red] {n.name}: {n.reason}" + (f" (use {n.instead})" if n.instead else ""))
+
+
+# ------------------------------------------------------------------ hosts
+
+
+@hosts_app.command("validate")
+def hosts_validate(
+    hosts: Annotated[Path, typer.Option("--hosts", "-i", help="Inventory file or directory (INI or YAML).")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+) -> None:
+    """Validate an inventory and show every host's spec and what is known of its plan. Connects to nothing.
+
+    Exit code 0: valid. Exit code 2: the problems are listed, each with file, host, variable, the
+    bad value and what is allowed.
+
+    Example: `provision hosts validate --hosts lab.ini`
+    """
+    from provision.identify import Identification, gpu_from_pci
+    from provision.inventory import load_lab
+    from provision.planner import plan_host
+
+    lab = load_lab(hosts)
+    rows = []
+    for entry in lab.hosts:
+        ident = None
+        if entry.spec.expected_gpus:
+            from provision.catalog import catalog
+
+            ident = Identification(gpus=[gpu_from_pci(p, None, "", catalog()) for p in entry.spec.expected_gpus])
+        plan = plan_host(entry.spec, ident)
+        if ident is not None and plan.action != "blocked":
+            plan.reasons.insert(0, "from provision_expected_gpus; preflight confirms the GPUs and the OS")
+        rows.append((entry, plan))
+    if as_json:
+        _emit_json({"schema_version": 1, "inventory": lab.source,
+                    "hosts": [e.to_dict() | {"plan": p.to_dict()} for e, p in rows]})
+        return
+    table = Table(title=f"{lab.source}: {len(rows)} host(s), valid")
+    for col in ("host", "address", "mode", "venv", "reboot", "plan"):
+        table.add_column(col, overflow="fold")
+    for entry, plan in rows:
+        addr = "local" if entry.connection.endswith("local") else f"{entry.user + '@' if entry.user else ''}" \
+            f"{entry.address}{':' + str(entry.port) if entry.port else ''}"
+        table.add_row(entry.name, addr, entry.spec.mode, entry.spec.venv, "yes" if entry.spec.allow_reboot else "no",
+                      f"[{ACTION_STYLE.get(plan.action, '')}]{plan.action}[/]")
+    out.print(table)
+    for entry, plan in rows:
+        notes = [*plan.reasons, *plan.warnings, *entry.warnings,
+                 *(f"{v} is templated; checked at run time" for v in entry.templated)]
+        if notes or plan.env:
+            out.print(f"[bold]{entry.name}[/bold]")
+            _print_plan(plan, indent="  ")
+            for w in entry.warnings:
+                out.print(f"    [yellow]! {w}[/yellow]")
+
+
+def main() -> None:
+    """Console-script entry point: turn expected errors into a message and an exit code, never a traceback."""
+    try:
+        app(standalone_mode=False)
+    except ProvisionError as exc:
+        err.print("[red]error:[/red] ", end="")
+        err.print(str(exc), markup=False, soft_wrap=True)
+        sys.exit(exc.exit_code)
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
+    except typer.Abort:
+        err.print("aborted")
+        sys.exit(130)
+    except KeyboardInterrupt:
+        err.print("interrupted")
+        sys.exit(130)
+    except Exception as exc:  # click usage errors and anything unexpected
+        import click
+
+        if isinstance(exc, click.exceptions.ClickException):
+            exc.show()
+            sys.exit(exc.exit_code)
+        if os.environ.get("PROVISION_DEBUG"):
+            raise
+        err.print(f"[red]internal error:[/red] {type(exc).__name__}: {exc}\n"
+                  "Re-run with PROVISION_DEBUG=1 for a traceback, and please report it.")
+        sys.exit(70)

@@ -1,0 +1,305 @@
+"""Read a lab inventory with ansible-core's own loader and validate every host's settings.
+
+Nothing here connects to a host. Problems are collected across the whole inventory so a user
+fixes them in one pass; `load_lab` raises one InventoryError (exit code 2) that lists them all.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import difflib
+import ipaddress
+import os
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from provision.catalog import catalog, gfx_from_version
+from provision.envcatalog import env_catalog
+from provision.errors import InventoryError, Problem
+from provision.specs import ALLOWED, PREFIX, VARIABLES, HostSpec
+
+# Only file formats a user writes by hand. Script and plugin-config inventories would run code or
+# reach the network during what must be a side-effect-free validation.
+_ANSIBLE_ENV = {
+    "ANSIBLE_INVENTORY_ENABLED": "ini,yaml,toml",
+    "ANSIBLE_INVENTORY_ANY_UNPARSED_IS_FAILED": "1",
+    "ANSIBLE_LOCALHOST_WARNING": "0",
+    "ANSIBLE_INVENTORY_UNPARSED_WARNING": "0",
+}
+_HOSTNAME_RE = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9_]([A-Za-z0-9_-]{0,62})(\.[A-Za-z0-9_]([A-Za-z0-9_-]{0,62}))*\.?$")
+_USER_RE = re.compile(r"^[a-z_][a-z0-9_.-]{0,31}\$?$")
+_CONNECTIONS = {"ssh", "local", "paramiko", "paramiko_ssh", "smart", "ansible.builtin.ssh",
+                "ansible.builtin.local", "ansible.builtin.paramiko_ssh"}
+_TEMPLATE_RE = re.compile(r"\{\{|\{%")
+
+
+@dataclass
+class HostEntry:
+    name: str
+    groups: list[str]
+    address: str
+    port: int | None
+    user: str | None
+    connection: str
+    spec: HostSpec
+    warnings: list[str] = field(default_factory=list)
+    templated: list[str] = field(default_factory=list)  # variables left to run time
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "groups": self.groups,
+            "address": self.address,
+            "port": self.port,
+            "user": self.user,
+            "connection": self.connection,
+            "spec": self.spec.to_vars(),
+            "warnings": self.warnings,
+            "templated": self.templated,
+        }
+
+
+@dataclass
+class Lab:
+    source: str
+    hosts: list[HostEntry]
+
+
+def _origin(value: Any) -> str | None:
+    """File (and line) a value came from, from ansible-core's data tags when available."""
+    try:
+        from ansible._internal._datatag._tags import Origin  # ansible-core >= 2.19
+
+        tag = Origin.get_tag(value)
+    except Exception:  # older or newer ansible-core: just lose the line number
+        return None
+    return str(tag) if tag else None
+
+
+@contextlib.contextmanager
+def _ansible_quiet() -> Iterator[list[str]]:
+    """Collect the loader's parse errors instead of letting Ansible print them as warnings."""
+    saved = {k: os.environ.get(k) for k in _ANSIBLE_ENV}
+    os.environ.update(_ANSIBLE_ENV)
+    captured: list[str] = []
+    from ansible.inventory import manager as inv_manager
+
+    display = inv_manager.display
+    original = display.error_as_warning, display.warning
+
+    def grab_error(msg: str, exception: BaseException | None = None, **_: Any) -> None:
+        detail = str(exception).strip().splitlines()[0] if exception else ""
+        captured.append(f"{msg} {detail}".strip())
+
+    def grab_warning(msg: str, *_: Any, **__: Any) -> None:
+        captured.append(str(msg))
+
+    display.error_as_warning, display.warning = grab_error, grab_warning  # type: ignore[method-assign]
+    try:
+        yield captured
+    finally:
+        display.error_as_warning, display.warning = original  # type: ignore[method-assign]
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def load_lab(source: str | os.PathLike[str]) -> Lab:
+    """Load and validate an inventory file or directory. Raises InventoryError listing every problem."""
+    path = Path(source)
+    if not path.exists():
+        raise InventoryError([Problem(f"inventory not found: {path}", file=str(path),
+                                      allowed="an INI or YAML inventory file, or a directory of them")])
+    if path.is_file():
+        try:
+            path.read_bytes()
+        except OSError as exc:
+            raise InventoryError([Problem(f"cannot read inventory: {exc.strerror}", file=str(path))]) from exc
+
+    with _ansible_quiet() as captured:
+        from ansible import constants as C
+        from ansible.errors import AnsibleError
+        from ansible.inventory.manager import InventoryManager
+        from ansible.parsing.dataloader import DataLoader
+        from ansible.vars.manager import VariableManager
+
+        C.INVENTORY_ENABLED = _ANSIBLE_ENV["ANSIBLE_INVENTORY_ENABLED"].split(",")
+        C.INVENTORY_ANY_UNPARSED_IS_FAILED = True
+        loader = DataLoader()
+        try:
+            inventory = InventoryManager(loader=loader, sources=[str(path)])
+        except AnsibleError as exc:
+            reasons = "; ".join(dict.fromkeys(captured)) or str(exc)
+            raise InventoryError([Problem(f"cannot parse the inventory: {reasons}", file=str(path),
+                                          allowed="Ansible INI or YAML inventory syntax")]) from None
+        variables = VariableManager(loader=loader, inventory=inventory)
+        hosts = inventory.get_hosts()
+        if not hosts:
+            raise InventoryError([Problem("the inventory defines no hosts", file=str(path),
+                                          allowed="at least one host")])
+        raw = [(h, variables.get_vars(host=h, include_hostvars=False)) for h in hosts]
+
+    problems: list[Problem] = []
+    entries = []
+    for host, hostvars in raw:
+        entry = _validate_host(host.name, [g.name for g in host.get_groups() if g.name != "all"],
+                               hostvars, str(path), problems)
+        if entry:
+            entries.append(entry)
+    problems += _cross_host_problems(entries, str(path))
+    if problems:
+        raise InventoryError(problems)
+    return Lab(source=str(path), hosts=entries)
+
+
+def _validate_host(name: str, groups: list[str], hostvars: dict[str, Any], file: str,
+                   problems: list[Problem]) -> HostEntry | None:
+    before = len(problems)
+
+    def problem(variable: str | None, message: str, value: Any = None, allowed: str | None = None) -> None:
+        where = _origin(hostvars.get(variable)) if variable else None
+        problems.append(Problem(message, file=where or file, host=name, variable=variable, value=value,
+                                allowed=allowed))
+
+    address = str(hostvars.get("ansible_host", name))
+    if not _is_host_address(address):
+        problem("ansible_host" if "ansible_host" in hostvars else None,
+                "is not a host name or IP address" if "ansible_host" in hostvars
+                else f"host name {name!r} is not a valid host name and no ansible_host is set",
+                address, "a DNS name or an IPv4/IPv6 address")
+    port = _int_or_none(hostvars.get("ansible_port"))
+    if "ansible_port" in hostvars and (port is None or not 1 <= port <= 65535):
+        problem("ansible_port", "is not a TCP port", hostvars.get("ansible_port"), "an integer from 1 to 65535")
+    user = hostvars.get("ansible_user")
+    if user is not None and (not isinstance(user, str) or not _USER_RE.match(user)):
+        problem("ansible_user", "is not a valid user name", user, "a Linux user name (lower case letters, digits, _ . -)")
+    connection = str(hostvars.get("ansible_connection", "ssh"))
+    if connection not in _CONNECTIONS:
+        problem("ansible_connection", "is not a connection this tool supports", connection, ", ".join(sorted(_CONNECTIONS)))
+
+    warnings: list[str] = []
+    templated: list[str] = []
+    settings: dict[str, Any] = {}
+    for key, value in hostvars.items():
+        if not key.startswith(PREFIX) or key.startswith("provision_lab_"):
+            continue
+        if key not in VARIABLES:
+            close = difflib.get_close_matches(key, VARIABLES, n=1)
+            hint = f"; did you mean {close[0]}?" if close else ""
+            problem(key, f"is not a variable this tool knows{hint}", None, ", ".join(VARIABLES))
+            continue
+        if isinstance(value, str) and _TEMPLATE_RE.search(value):
+            templated.append(key)
+            continue
+        settings[key[len(PREFIX):]] = value
+
+    spec = None
+    try:
+        spec = HostSpec(**settings)
+    except ValidationError as exc:
+        for err in exc.errors():
+            fld = str(err["loc"][0]) if err["loc"] else ""
+            var = PREFIX + fld if fld else None
+            message = err["msg"].removeprefix("Value error, ")
+            value = settings.get(fld)
+            problem(var, message, value, ALLOWED.get(fld))
+    if spec is not None:
+        _check_env(spec, problem, warnings)
+        _check_override_vs_gpus(spec, problem)
+    if len(problems) > before or spec is None:
+        return None
+    return HostEntry(name=name, groups=sorted(groups), address=address, port=port,
+                     user=user if isinstance(user, str) else None, connection=connection, spec=spec,
+                     warnings=warnings, templated=templated)
+
+
+def _check_env(spec: HostSpec, problem: Any, warnings: list[str]) -> None:
+    cat = env_catalog()
+    var = PREFIX + "fallback_env"
+    for name, value in spec.fallback_env.items():
+        known = cat.get(name)
+        if known is None:
+            bogus = cat.not_real.get(name)
+            if spec.allow_unknown_env:
+                warnings.append(f"{name} is not in the env-var catalog; set anyway (provision_allow_unknown_env)")
+                continue
+            if bogus:
+                instead = f"; the real variable is {bogus.instead}" if bogus.instead else ""
+                problem(var, f"{name} is not read by MIOpen, HIP or PyTorch: {bogus.reason}{instead}",
+                        name, "names from the env-var catalog, or set provision_allow_unknown_env: true")
+            else:
+                close = difflib.get_close_matches(name, list(cat.variables), n=1)
+                hint = f" (did you mean {close[0]}?)" if close else ""
+                problem(var, f"{name} is not in the env-var catalog{hint}", name,
+                        "names from the env-var catalog (`provision env list`), or provision_allow_unknown_env: true")
+            continue
+        bad = cat.value_problem(known, value)
+        if bad:
+            problem(var, f"{name}: {bad[0]}", value, bad[1])
+        elif name == "AMD_DIRECT_DISPATCH" and value.strip().lower() in cat.true_tokens:
+            warnings.append("AMD_DIRECT_DISPATCH=1 is a no-op: direct dispatch is already on by default on Linux")
+
+
+def _check_override_vs_gpus(spec: HostSpec, problem: Any) -> None:
+    override = spec.fallback_env.get("HSA_OVERRIDE_GFX_VERSION")
+    if not override or not spec.expected_gpus:
+        return
+    try:
+        forced = catalog().chip_for_gfx(gfx_from_version(override))
+    except ValueError:
+        return  # already reported as a bad value
+    for pci_id in spec.expected_gpus:
+        dev = catalog().device(pci_id)
+        if dev and forced and dev.chip.generic != forced.generic:
+            problem(PREFIX + "fallback_env",
+                    f"HSA_OVERRIDE_GFX_VERSION={override} makes {pci_id} ({dev.chip.gfx}, {dev.chip.family}) run "
+                    f"{forced.gfx} ({forced.family}) code: it crosses GPU generations, a known cause of memory "
+                    "access faults", override,
+                    "no override, or one within the GPU's own generation")
+
+
+def _cross_host_problems(entries: list[HostEntry], file: str) -> list[Problem]:
+    problems = []
+    seen: dict[tuple[str, int | None], str] = {}
+    local_hosts = [e.name for e in entries if e.connection in ("local", "ansible.builtin.local")]
+    if len(local_hosts) > 1:
+        problems.append(Problem(
+            f"hosts {', '.join(local_hosts)} all use ansible_connection=local: they are the same machine, and "
+            "upgrading it twice at once would run two package managers on it", file=file,
+            variable="ansible_connection", allowed="at most one host with ansible_connection=local"))
+    for entry in entries:
+        if entry.connection in ("local", "ansible.builtin.local"):
+            continue
+        key = (entry.address.lower(), entry.port)
+        if key in seen:
+            problems.append(Problem(
+                f"has the same address and port as host {seen[key]}: both names would upgrade one machine",
+                file=file, host=entry.name, variable="ansible_host", value=f"{entry.address}:{entry.port or 22}",
+                allowed="one inventory entry per machine"))
+        seen.setdefault(key, entry.name)
+    return problems
+
+
+def _int_or_none(value: Any) -> int | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str) and value.strip().isdigit():
+        return int(value)
+    return None
+
+
+def _is_host_address(value: str) -> bool:
+    try:
+        ipaddress.ip_address(value)
+        return True
+    except ValueError:
+        return bool(_HOSTNAME_RE.match(value))

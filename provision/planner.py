@@ -1,0 +1,215 @@
+"""The planner: a pure function from what is known of a host to what will be done to it.
+
+Plans: `upgrade` (ROCm 7.0 + PyTorch 2.8.0), `upgrade-with-override` (the same, with an
+HSA_OVERRIDE_GFX_VERSION inside the GPU's own generation), `fallback` (keep the current stack,
+apply the MIOpen workaround profile), `blocked` (nothing is changed; the reason says what to do),
+and `undecided` while the facts that decide it have not been gathered yet.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Literal
+
+from provision import datafiles, pins
+from provision.catalog import catalog, gfx_from_version
+from provision.identify import Gpu, Identification
+from provision.specs import HostSpec
+
+Action = Literal["upgrade", "upgrade-with-override", "fallback", "blocked", "undecided"]
+
+
+@dataclass(frozen=True)
+class OsFacts:
+    id: str  # /etc/os-release ID, e.g. "ubuntu"
+    version_id: str  # e.g. "24.04"
+    codename: str | None = None
+    pretty_name: str | None = None
+
+    @property
+    def key(self) -> str:
+        """'ubuntu-24.04', 'debian-12', 'rhel-9.6': the ids the support tables use."""
+        version = self.version_id
+        if self.id == "debian":
+            version = version.split(".")[0]
+        return f"{self.id}-{version}"
+
+
+@dataclass(frozen=True)
+class RocmState:
+    version: str | None = None  # "5.2.0", None when no ROCm is installed
+    install_method: str | None = None  # "amdgpu-install" | "apt" | None
+    env_overrides: dict[str, str] = field(default_factory=dict)  # HSA_* found in profile.d / environment
+
+
+@dataclass
+class Plan:
+    action: Action
+    reasons: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    env: dict[str, str] = field(default_factory=dict)  # to set (fallback profile / override)
+    env_remove: list[str] = field(default_factory=list)  # to remove from the host's profile
+    steps: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def fallback_profile() -> dict[str, str]:
+    return dict(datafiles.load("fallback")["profiles"]["default"]["env"])
+
+
+def plan_host(
+    spec: HostSpec,
+    ident: Identification | None = None,
+    os_facts: OsFacts | None = None,
+    rocm: RocmState | None = None,
+) -> Plan:
+    """Decide one host's plan. Pure: no I/O beyond the read-only data files."""
+    rocm = rocm or RocmState()
+    if spec.mode == "fallback":
+        return _fallback(spec, ident, rocm, ["provision_mode is fallback: the host keeps its ROCm stack"])
+    if ident is None:
+        return Plan("undecided", reasons=["GPUs not gathered yet: the plan is decided at preflight"]
+                    + ([f"expected GPUs: {', '.join(spec.expected_gpus)}"] if spec.expected_gpus else []))
+
+    compute = ident.compute
+    if not compute:
+        aside = ", ".join(f"{g.name} ({g.pci_id})" for g in ident.set_aside) or "none"
+        return Plan("blocked", reasons=[f"no AMD compute GPU found (set aside: {aside})"])
+    missing = [p for p in spec.expected_gpus if p not in {g.pci_id for g in compute}]
+    if missing:
+        found = ", ".join(g.pci_id or g.gfx_runtime or "?" for g in compute)
+        return Plan("blocked", reasons=[f"expected GPUs {', '.join(missing)} not found (found: {found}); "
+                                        "is this the right host?"])
+    unknown = [g for g in compute if g.role == "unknown-amd"]
+    if unknown:
+        return Plan("blocked", reasons=[f"{g.name} ({g.pci_id}) is not in the GPU catalog, so ROCm 7.0 support "
+                                        "cannot be judged; set provision_mode: fallback or upgrade to decide"
+                                        for g in unknown])
+
+    warnings: list[str] = []
+    reasons: list[str] = []
+    overrides: set[str] = set()
+    cannot_run: list[Gpu] = []
+    for gpu in compute:
+        label = f"{gpu.name} ({gpu.pci_id or gpu.gfx_runtime}, {gpu.gfx or gpu.gfx_runtime})"
+        if gpu.rocm70 == "supported":
+            reasons.append(f"{label} is supported by ROCm 7.0")
+        elif gpu.rocm70 == "same-isa-unofficial":
+            reasons.append(f"{label} has the same ISA as a supported GPU")
+            warnings.append(f"{label} is not on AMD's ROCm 7.0 support list (same ISA as a supported part)")
+        elif gpu.override_gfx_version:
+            overrides.add(gpu.override_gfx_version)
+            reasons.append(f"{label} is not supported by ROCm 7.0; it runs as "
+                           f"{gfx_from_version(gpu.override_gfx_version)} code (same generation)")
+            warnings.append("HSA_OVERRIDE_GFX_VERSION is a debugging aid per AMD, not an official workaround")
+        else:
+            cannot_run.append(gpu)
+
+    os_block = _os_problem(spec, os_facts, compute, warnings)
+    if cannot_run or os_block:
+        why = [f"{g.name} ({g.pci_id}, {g.gfx}) is not supported by ROCm 7.0 or the PyTorch 2.8.0 ROCm wheels"
+               for g in cannot_run] + ([os_block] if os_block else [])
+        if spec.mode == "upgrade":
+            return Plan("blocked", reasons=[*why, "provision_mode is upgrade, so the host is left as it is"])
+        if os_block and not cannot_run and _os_supported(os_facts):
+            return Plan("blocked", reasons=[os_block], warnings=warnings)
+        return _fallback(spec, ident, rocm, why)
+
+    if len(overrides) > 1:
+        return Plan("blocked", reasons=[*reasons, f"GPUs need different overrides ({', '.join(sorted(overrides))}) "
+                                        "but HSA_OVERRIDE_GFX_VERSION applies to every GPU of a process"])
+    if overrides and any(not g.override_gfx_version for g in compute):
+        return Plan("blocked", reasons=[*reasons, "one GPU needs HSA_OVERRIDE_GFX_VERSION and another must not "
+                                        "have it; it applies to every GPU of a process"])
+
+    env: dict[str, str] = {}
+    env_remove = _stale_overrides(rocm, ident)
+    action: Action = "upgrade"
+    if overrides:
+        action = "upgrade-with-override"
+        env["HSA_OVERRIDE_GFX_VERSION"] = overrides.pop()
+        env_remove = [v for v in env_remove if v != "HSA_OVERRIDE_GFX_VERSION"]
+    if rocm.version:
+        reasons.append(f"ROCm {rocm.version} ({rocm.install_method or 'unknown method'}) will be removed first")
+    steps = ["preflight", *(["remove"] if rocm.version else []), "driver", "reboot" if spec.allow_reboot else
+             "reboot (not allowed: pending)", "stack", "torch", "verify"]
+    if not spec.allow_reboot:
+        warnings.append("provision_allow_reboot is false: the new amdgpu driver loads only after a manual reboot")
+    return Plan(action, reasons=reasons, warnings=_dedupe(warnings), env=env, env_remove=env_remove, steps=steps)
+
+
+def _os_supported(os_facts: OsFacts | None) -> bool:
+    return os_facts is not None and os_facts.key in pins.supported_os()
+
+
+def _os_problem(spec: HostSpec, os_facts: OsFacts | None, compute: list[Gpu], warnings: list[str]) -> str | None:
+    if os_facts is None:
+        return None
+    table = pins.supported_os()
+    row = table.get(os_facts.key)
+    if row is None:
+        return f"{os_facts.pretty_name or os_facts.key} is not an OS ROCm 7.0 installs on"
+    if row.get("implemented") is False:
+        return f"{os_facts.key} is supported by ROCm 7.0 but this tool's roles implement Ubuntu and Debian only so far"
+    for gpu in compute:
+        allowed = gpu.supported_os or _sibling_os(gpu)
+        if allowed and os_facts.key not in allowed:
+            text = (f"AMD supports {gpu.name} with ROCm 7.0 only on {', '.join(allowed)}; "
+                    f"{os_facts.key} is not among them")
+            if os_facts.key == "debian-12":
+                text += " (Debian 12 is an Instinct-only OS for ROCm 7.0)"
+            if spec.allow_unsupported_os:
+                warnings.append(text + "; going ahead because provision_allow_unsupported_os is true")
+                continue
+            return text + "; set provision_allow_unsupported_os: true to upgrade anyway, or provision_mode: fallback"
+    return None
+
+
+def _sibling_os(gpu: Gpu) -> list[str]:
+    """OS list of the supported parts of the same chip, for same-ISA and override GPUs."""
+    siblings = [d for d in catalog().devices() if d.chip.name == gpu.chip and d.rocm70 == "supported"]
+    if not siblings and gpu.override_gfx_version:
+        target = catalog().chip_for_gfx(gfx_from_version(gpu.override_gfx_version))
+        siblings = [d for d in catalog().devices() if target and d.chip == target and d.rocm70 == "supported"]
+    out: list[str] = []
+    for dev in siblings:
+        out += [o for o in dev.supported_os if o not in out]
+    return out
+
+
+def _stale_overrides(rocm: RocmState, ident: Identification | None) -> list[str]:
+    """HSA_OVERRIDE_GFX_VERSION set on the host that crosses the GPU's generation: to be removed."""
+    value = rocm.env_overrides.get("HSA_OVERRIDE_GFX_VERSION") or (ident.override if ident else None)
+    if not value or ident is None:
+        return []
+    try:
+        forced = catalog().chip_for_gfx(gfx_from_version(value))
+    except ValueError:
+        return ["HSA_OVERRIDE_GFX_VERSION"]
+    for gpu in ident.compute:
+        hw = catalog().chip_for_gfx(gpu.gfx) if gpu.gfx else None
+        if hw and forced and hw.generic != forced.generic:
+            return ["HSA_OVERRIDE_GFX_VERSION"]
+    return []
+
+
+def _fallback(spec: HostSpec, ident: Identification | None, rocm: RocmState, reasons: list[str]) -> Plan:
+    env = fallback_profile()
+    env.update(spec.fallback_env)
+    env_remove = _stale_overrides(rocm, ident)
+    warnings = []
+    if env_remove:
+        reasons = [*reasons, "its HSA_OVERRIDE_GFX_VERSION crosses GPU generations and will be removed"]
+        warnings.append("without the override, PyTorch builds that lack this GPU's gfx target cannot launch GPU "
+                        "kernels ('invalid device function'); the verification suite will show it")
+        env.pop("HSA_OVERRIDE_GFX_VERSION", None)
+    if rocm.version is None and ident is not None:
+        warnings.append("no ROCm installation was found; the profile only helps once a ROCm stack is present")
+    return Plan("fallback", reasons=reasons, warnings=warnings, env=env, env_remove=env_remove,
+                steps=["preflight", "fallback", "verify"])
+
+
+def _dedupe(items: list[str]) -> list[str]:
+    return list(dict.fromkeys(items))

@@ -1,0 +1,237 @@
+"""Typed host specs: the `provision_*` inventory variables, validated before any host is touched.
+
+Every field is a user-facing inventory variable named `provision_<field>`; `ALLOWED` holds the text
+shown to a user whose value was refused. Values may arrive from INI (strings, Python literals) or
+YAML (typed), so booleans and lists accept the same spellings Ansible's own argument specs do.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
+
+from provision import pins
+
+PREFIX = "provision_"
+
+_SAFE_PATH_RE = re.compile(r"^/[A-Za-z0-9._/+@-]*$")
+_USER_RE = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
+_PYTHON_CMD_RE = re.compile(r"^python3(\.\d{1,2})?$")
+_URL_RE = re.compile(r"^https?://[A-Za-z0-9.-]+(:\d{1,5})?(/[A-Za-z0-9._~%/+-]*)?$")
+_PKG_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+_PKG_VERSION_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9.+!_-]*$")
+_PKG_FILE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._%+-]*\.whl$")
+
+# Directories a venv must never be, or live under: package managers own them, or removing ROCm
+# would take the venv with it.
+_FORBIDDEN_EXACT = {"/", "/usr", "/usr/local", "/bin", "/sbin", "/lib", "/lib64", "/etc", "/opt", "/home",
+                    "/root", "/var", "/tmp", "/srv", "/mnt", "/media"}
+_FORBIDDEN_PREFIXES = ("/opt/rocm", "/proc/", "/sys/", "/dev/", "/etc/", "/boot", "/usr/bin", "/usr/lib",
+                       "/usr/share", "/usr/sbin", "/var/lib/dpkg", "/var/lib/apt")
+
+TRUE_WORDS = {"true", "yes", "on", "1", "y", "t"}
+FALSE_WORDS = {"false", "no", "off", "0", "n", "f"}
+
+ALLOWED: dict[str, str] = {
+    "mode": "auto, upgrade or fallback",
+    "venv": "an absolute path made of letters, digits and . _ / + @ -, outside system and /opt/rocm* directories",
+    "python": "an absolute path to an interpreter, or python3 / python3.12, or leave unset to let the role choose",
+    "users": "a list of Linux user names (lower case letters, digits, _ and -)",
+    "allow_reboot": "true or false (also yes/no, on/off, 1/0)",
+    "reboot_timeout": "seconds, an integer from 60 to 7200",
+    "fallback_env": "a mapping of environment variable names from the env-var catalog to single-line values",
+    "allow_unknown_env": "true or false",
+    "allow_unsupported_os": "true or false",
+    "expected_gpus": "a list of PCI ids such as 1002:731f",
+    "repo_base_url": "an http(s) URL without credentials, e.g. https://repo.radeon.com",
+    "key_url": "an http(s) URL without credentials",
+    "key_fingerprint": "a 40-hex-digit OpenPGP fingerprint",
+    "wheel_index_url": "an http(s) URL of a wheel directory or PEP 503 index",
+    "torch_packages": "a list of {name, version} mappings (optional sha256, file)",
+    "sysfs_root": "an absolute path (real hosts: /sys)",
+}
+
+
+def _bool(value: Any) -> Any:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int) and value in (0, 1):
+        return bool(value)
+    if isinstance(value, str):
+        word = value.strip().lower()
+        if word in TRUE_WORDS:
+            return True
+        if word in FALSE_WORDS:
+            return False
+    raise ValueError("not a boolean")
+
+
+def _list(value: Any) -> Any:
+    """INI users write `a,b`; YAML users write a list. Accept both, like Ansible's `type: list`."""
+    if value is None:
+        return []
+    if isinstance(value, str):
+        return [item.strip() for item in value.split(",") if item.strip()]
+    if isinstance(value, (list, tuple)):
+        return list(value)
+    raise ValueError("not a list")
+
+
+def _path(value: Any) -> str:
+    if not isinstance(value, str):
+        raise ValueError("not a path")
+    if not value.startswith("/"):
+        raise ValueError("is a relative path; it must be absolute")
+    if not _SAFE_PATH_RE.match(value) or "/../" in value + "/":
+        raise ValueError("contains characters that are not allowed in a path here (spaces, quotes, shell metacharacters or ..)")
+    return value.rstrip("/") or "/"
+
+
+def _url(value: Any) -> str:
+    if not isinstance(value, str):
+        raise ValueError("not a URL")
+    if "@" in value.split("//", 1)[-1].split("/", 1)[0]:
+        raise ValueError("contains credentials; URLs end up in logs, so credentials are not allowed in them")
+    if not _URL_RE.match(value):
+        raise ValueError("is not a plain http(s) URL (no spaces, quotes or shell metacharacters)")
+    return value
+
+
+StrictishBool = Annotated[bool, BeforeValidator(_bool)]
+AbsPath = Annotated[str, BeforeValidator(_path)]
+Url = Annotated[str, BeforeValidator(_url)]
+
+
+class TorchPackage(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str
+    version: str
+    sha256: str | None = None
+    file: str | None = None
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        if not _PKG_NAME_RE.match(v):
+            raise ValueError("not a Python package name")
+        return v
+
+    @field_validator("version")
+    @classmethod
+    def _version(cls, v: str) -> str:
+        if not _PKG_VERSION_RE.match(str(v)):
+            raise ValueError("not a version")
+        return str(v)
+
+    @field_validator("sha256")
+    @classmethod
+    def _sha(cls, v: str | None) -> str | None:
+        if v is not None and not re.fullmatch(r"[0-9a-fA-F]{64}", v):
+            raise ValueError("not a sha256 (64 hex digits)")
+        return v.lower() if v else v
+
+    @field_validator("file")
+    @classmethod
+    def _file(cls, v: str | None) -> str | None:
+        if v is not None and not _PKG_FILE_RE.match(v):
+            raise ValueError("not a wheel file name")
+        return v
+
+
+def _default_packages() -> list[TorchPackage]:
+    return [TorchPackage(**row) for row in pins.torch()["packages"]]
+
+
+class HostSpec(BaseModel):
+    """The product's settings for one host, after group and host variables are merged."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    mode: Literal["auto", "upgrade", "fallback"] = "auto"
+    venv: AbsPath = Field(default_factory=lambda: pins.defaults()["venv"])
+    python: str | None = None
+    users: Annotated[list[str], BeforeValidator(_list)] = Field(default_factory=list)
+    allow_reboot: StrictishBool = True
+    reboot_timeout: int = Field(default_factory=lambda: int(pins.defaults()["reboot_timeout"]), ge=60, le=7200)
+    fallback_env: dict[str, str] = Field(default_factory=dict)
+    allow_unknown_env: StrictishBool = False
+    allow_unsupported_os: StrictishBool = False
+    expected_gpus: Annotated[list[str], BeforeValidator(_list)] = Field(default_factory=list)
+    repo_base_url: Url = Field(default_factory=lambda: pins.repo()["base_url"])
+    key_url: Url = Field(default_factory=lambda: pins.repo()["key_url"])
+    key_fingerprint: str = Field(default_factory=lambda: pins.repo()["key_fingerprint"])
+    wheel_index_url: Url = Field(default_factory=lambda: pins.torch()["index_url"])
+    torch_packages: list[TorchPackage] = Field(default_factory=_default_packages)
+    sysfs_root: AbsPath = "/sys"
+
+    @field_validator("mode", mode="before")
+    @classmethod
+    def _mode(cls, v: Any) -> Any:
+        return v.strip().lower() if isinstance(v, str) else v
+
+    @field_validator("venv")
+    @classmethod
+    def _venv(cls, v: str) -> str:
+        if v in _FORBIDDEN_EXACT or any(v == p.rstrip("/") or v.startswith(p) for p in _FORBIDDEN_PREFIXES):
+            raise ValueError("is a system or ROCm-owned directory; a venv there could be deleted or break the OS")
+        return v
+
+    @field_validator("python")
+    @classmethod
+    def _python(cls, v: str | None) -> str | None:
+        if v is None or _PYTHON_CMD_RE.match(v):
+            return v
+        return _path(v)
+
+    @field_validator("users")
+    @classmethod
+    def _users(cls, v: list[Any]) -> list[str]:
+        for name in v:
+            if not isinstance(name, str) or not _USER_RE.match(name):
+                raise ValueError(f"{name!r} is not a valid Linux user name")
+        return v
+
+    @field_validator("expected_gpus")
+    @classmethod
+    def _gpus(cls, v: list[Any]) -> list[str]:
+        from provision.catalog import normalise_pci_id
+
+        return [normalise_pci_id(str(item)) for item in v]
+
+    @field_validator("key_fingerprint", mode="before")
+    @classmethod
+    def _fingerprint(cls, v: Any) -> str:
+        text = re.sub(r"\s+", "", str(v)).upper()
+        if not re.fullmatch(r"[0-9A-F]{40}", text):
+            raise ValueError("not a 40-hex-digit OpenPGP fingerprint")
+        return text
+
+    @field_validator("fallback_env", mode="before")
+    @classmethod
+    def _env(cls, v: Any) -> Any:
+        if v is None:
+            return {}
+        if not isinstance(v, dict):
+            raise ValueError("not a mapping")
+        out: dict[str, str] = {}
+        for key, value in v.items():
+            if not isinstance(key, str) or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", key):
+                raise ValueError(f"{key!r} is not an environment variable name")
+            if isinstance(value, bool):
+                out[key] = "1" if value else "0"
+            elif isinstance(value, (int, float, str)):
+                out[key] = str(value)
+            else:
+                raise ValueError(f"{key}: value must be a string or number, not {type(value).__name__}")
+        return out
+
+    def to_vars(self) -> dict[str, Any]:
+        """The spec as inventory variables (`provision_*`), e.g. for extra-vars or JSON output."""
+        return {PREFIX + k: v for k, v in self.model_dump(mode="json").items()}
+
+
+FIELDS = tuple(HostSpec.model_fields)
+VARIABLES = tuple(PREFIX + f for f in FIELDS)

@@ -37,7 +37,8 @@ app.add_typer(env_app, name="env")
 try:  # the container lab is optional at import time so the core CLI never breaks on it
     from provision.lab.cli import app as lab_app
 
-    app.add_typer(lab_app, name="lab", help="A container lab that rehearses the upgrade (podman, SSH, a signed mirror).")
+    app.add_typer(lab_app, name="lab",
+                  help="A container lab that rehearses the upgrade (podman, SSH, a signed mirror).")
 except ImportError:  # pragma: no cover - only while the lab package is absent
     pass
 
@@ -85,8 +86,12 @@ def gpus_identify(
     lspci: Annotated[str | None, typer.Option(help="`lspci -nn` output (a file, or - for stdin).")] = None,
     rocminfo: Annotated[str | None, typer.Option(help="`rocminfo` output (a file, or -).")] = None,
     agents: Annotated[str | None, typer.Option(help="`rocm_agent_enumerator` output (a file, or -).")] = None,
-    sysfs_root: Annotated[Path | None, typer.Option(help="Read PCI and KFD entries under this root (/sys on a host).")] = None,
-    env: Annotated[str | None, typer.Option(help="Environment as `env` prints it, or /etc/environment (a file, or -).")] = None,
+    sysfs_root: Annotated[
+        Path | None, typer.Option(help="Read PCI and KFD entries under this root (/sys on a host).")
+    ] = None,
+    env: Annotated[
+        str | None, typer.Option(help="Environment as `env` prints it, or /etc/environment (a file, or -).")
+    ] = None,
     os_release: Annotated[str | None, typer.Option(help="The host's /etc/os-release (a file, or -).")] = None,
     mode: Annotated[str, typer.Option(help="Plan as if provision_mode were this: auto, upgrade or fallback.")] = "auto",
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
@@ -199,7 +204,9 @@ def gpus_list(
 
 @env_app.command("list")
 def env_list(
-    workarounds: Annotated[bool, typer.Option("--workarounds", help="Only variables usable in a fallback profile.")] = False,
+    workarounds: Annotated[
+        bool, typer.Option("--workarounds", help="Only variables usable in a fallback profile.")
+    ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
 ) -> None:
     """List the environment variables MIOpen, HIP, HSA and PyTorch really read, with their sources.

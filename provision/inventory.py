@@ -179,10 +179,12 @@ def _validate_host(name: str, groups: list[str], hostvars: dict[str, Any], file:
         problem("ansible_port", "is not a TCP port", hostvars.get("ansible_port"), "an integer from 1 to 65535")
     user = hostvars.get("ansible_user")
     if user is not None and (not isinstance(user, str) or not _USER_RE.match(user)):
-        problem("ansible_user", "is not a valid user name", user, "a Linux user name (lower case letters, digits, _ . -)")
+        problem("ansible_user", "is not a valid user name", user,
+                "a Linux user name (lower case letters, digits, _ . -)")
     connection = str(hostvars.get("ansible_connection", "ssh"))
     if connection not in _CONNECTIONS:
-        problem("ansible_connection", "is not a connection this tool supports", connection, ", ".join(sorted(_CONNECTIONS)))
+        problem("ansible_connection", "is not a connection this tool supports", connection,
+                ", ".join(sorted(_CONNECTIONS)))
 
     warnings: list[str] = []
     templated: list[str] = []

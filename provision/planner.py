@@ -40,6 +40,7 @@ class RocmState:
     version: str | None = None  # "5.2.0", None when no ROCm is installed
     install_method: str | None = None  # "amdgpu-install" | "apt" | None
     env_overrides: dict[str, str] = field(default_factory=dict)  # HSA_* found in profile.d / environment
+    gathered: bool = False  # True once preflight looked; False means "not known yet", not "no ROCm"
 
 
 @dataclass
@@ -108,6 +109,10 @@ def plan_host(
             cannot_run.append(gpu)
 
     os_block = _os_problem(spec, os_facts, compute, warnings)
+    if os_facts is None:
+        needs = sorted({o for g in compute for o in (g.supported_os or _sibling_os(g))})
+        if needs:
+            reasons.append(f"needs one of {', '.join(needs)} (the OS is checked at preflight)")
     if cannot_run or os_block:
         why = [f"{g.name} ({g.pci_id}, {g.gfx}) is not supported by ROCm 7.0 or the PyTorch 2.8.0 ROCm wheels"
                for g in cannot_run] + ([os_block] if os_block else [])
@@ -205,7 +210,7 @@ def _fallback(spec: HostSpec, ident: Identification | None, rocm: RocmState, rea
         warnings.append("without the override, PyTorch builds that lack this GPU's gfx target cannot launch GPU "
                         "kernels ('invalid device function'); the verification suite will show it")
         env.pop("HSA_OVERRIDE_GFX_VERSION", None)
-    if rocm.version is None and ident is not None:
+    if rocm.gathered and rocm.version is None:
         warnings.append("no ROCm installation was found; the profile only helps once a ROCm stack is present")
     return Plan("fallback", reasons=reasons, warnings=warnings, env=env, env_remove=env_remove,
                 steps=["preflight", "fallback", "verify"])

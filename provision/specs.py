@@ -85,7 +85,9 @@ def _path(value: Any) -> str:
     if not value.startswith("/"):
         raise ValueError("is a relative path; it must be absolute")
     if not _SAFE_PATH_RE.match(value) or "/../" in value + "/":
-        raise ValueError("contains characters that are not allowed in a path here (spaces, quotes, shell metacharacters or ..)")
+        raise ValueError(
+            "contains characters that are not allowed in a path here (spaces, quotes, shell metacharacters or ..)"
+        )
     return value.rstrip("/") or "/"
 
 

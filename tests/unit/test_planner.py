@@ -55,7 +55,7 @@ def test_seed_report_box_is_navi10_under_override_and_falls_back() -> None:
     assert (gpu.pci_id, gpu.gfx, gpu.gfx_runtime, gpu.family) == ("1002:731f", "gfx1010", "gfx1030", "RDNA1")
     assert ident.override == "10.3.0"
     assert any("crosses GPU generations" in d for d in gpu.diagnosis)
-    plan = plan_host(HostSpec(), ident, UBUNTU_2204, RocmState("5.2.0", "amdgpu-install"))
+    plan = plan_host(HostSpec(), ident, UBUNTU_2204, RocmState("5.2.0", "amdgpu-install", gathered=True))
     assert plan.action == "fallback"
     assert any("not supported by ROCm 7.0" in r for r in plan.reasons)
     assert plan.env_remove == ["HSA_OVERRIDE_GFX_VERSION"]
@@ -70,7 +70,7 @@ def test_navi10_forced_upgrade_is_blocked() -> None:
 
 
 def test_w6800_on_ubuntu_2404_upgrades() -> None:
-    plan = plan_host(HostSpec(), identify(lspci=lspci("73a3")), UBUNTU_2404, RocmState("5.2.0", "apt"))
+    plan = plan_host(HostSpec(), identify(lspci=lspci("73a3")), UBUNTU_2404, RocmState("5.2.0", "apt", gathered=True))
     assert plan.action == "upgrade"
     assert plan.warnings == []
     assert "remove" in plan.steps and "torch" in plan.steps
@@ -132,7 +132,7 @@ def test_rhel_is_named_but_not_yet_implemented() -> None:
 
 def test_user_fallback_env_is_merged_over_the_profile() -> None:
     spec = HostSpec(mode="fallback", fallback_env={"MIOPEN_FIND_MODE": "NORMAL", "MIOPEN_DEBUG_CONV_GEMM": "1"})
-    plan = plan_host(spec, identify(lspci=lspci("73a3")), UBUNTU_2404, RocmState("5.2.0", "apt"))
+    plan = plan_host(spec, identify(lspci=lspci("73a3")), UBUNTU_2404, RocmState("5.2.0", "apt", gathered=True))
     assert plan.action == "fallback"
     assert plan.env["MIOPEN_FIND_MODE"] == "NORMAL" and plan.env["MIOPEN_DEBUG_CONV_GEMM"] == "1"
 

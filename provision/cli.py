@@ -137,15 +137,17 @@ def gpus_identify(
     if not ident.gpus:
         out.print("[yellow]No display-class device found in the input.[/yellow]")
     table = Table(title="GPUs", show_lines=False)
-    for col in ("PCI id", "name", "gfx", "family", "ROCm 7.0", "role", "diagnosis"):
+    for col in ("PCI id", "name", "gfx", "family", "ROCm 7.0", "role"):
         table.add_column(col, overflow="fold")
     for g in ident.gpus:
         gfx = g.gfx or "?"
         if g.gfx_runtime and g.gfx_runtime != g.gfx:
             gfx = f"{gfx} (runtime: {g.gfx_runtime})"
-        table.add_row(g.pci_id or "-", g.name, gfx, g.family or "-", _status_text(g.rocm70, g.supported_os),
-                      g.role, "; ".join(g.diagnosis) or "-")
+        table.add_row(g.pci_id or "-", g.name, gfx, g.family or "-", _status_text(g.rocm70, g.supported_os), g.role)
     out.print(table)
+    for g in ident.gpus:
+        for text in g.diagnosis:
+            out.print(f"{g.pci_id or g.gfx_runtime or g.name}: {text}", markup=False)
     for note in ident.notes:
         out.print(f"note: {note}")
     if facts:

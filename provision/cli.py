@@ -287,6 +287,77 @@ def hosts_validate(
                 out.print(f"    [yellow]! {w}[/yellow]")
 
 
+@app.command("check")
+def check(
+    hosts: Annotated[Path, typer.Option("--hosts", "-i", help="Inventory file or directory (INI or YAML).")],
+    limit: Annotated[str | None, typer.Option(help="Only these hosts or groups (Ansible --limit pattern).")] = None,
+    forks: Annotated[int | None, typer.Option(min=1, max=500, help="Hosts worked on at once.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the per-host preflight results as JSON.")] = False,
+) -> None:
+    """Read-only preflight of every host over SSH: GPUs by PCI id, OS, current ROCm, env overrides, and the plan.
+
+    Changes nothing on any host. The inventory is validated first (exit 2 on problems). Exit 0 when
+    every host was reached and planned, 1 when a host was unreachable or failed.
+
+    Example: `provision check --hosts lab.ini`
+    """
+    from provision.inventory import load_lab
+
+    lab = load_lab(hosts)
+    results, run = _run_preflight(hosts, [h.name for h in lab.hosts], limit, forks)
+    if as_json:
+        _emit_json({"schema_version": 1, "run_dir": str(run.run_dir), "hosts": {
+            name: {"status": run.hosts[name].status, "message": run.hosts[name].message, "preflight": results.get(name)}
+            for name in sorted(run.hosts)}})
+    else:
+        _print_preflight(results, run)
+    bad = [h for h in run.hosts.values() if h.status in ("failed", "unreachable")]
+    raise typer.Exit(1 if bad or (run.rc != 0 and not results) else 0)
+
+
+def _run_preflight(inventory: Path, names: list[str], limit: str | None, forks: int | None) -> tuple[dict, Any]:
+    from provision.progress import ProgressView
+    from provision.runner import PlaybookRun
+
+    run = PlaybookRun("check.yml", inventory, hosts=names, limit=limit, forks=forks)
+    with ProgressView(run.hosts, "preflight", err) as view:
+        run.on_change = view.update
+        result = run.run()
+    return result.stats.get("provision_preflight", {}), result
+
+
+def _print_preflight(results: dict[str, Any], run: Any) -> None:
+    table = Table(title=f"preflight: {len(run.hosts)} host(s)  (run: {run.run_dir})")
+    for col in ("host", "GPU", "OS", "ROCm now", "plan"):
+        table.add_column(col, overflow="fold")
+    for name in sorted(n for n, h in run.hosts.items() if h.status != "pending" or n in results):
+        res = results.get(name)
+        if res is None:
+            host = run.hosts[name]
+            table.add_row(name, "-", "-", "-", f"[red]{host.status}[/red] {host.message}")
+            continue
+        gpus = ", ".join(f"{g['pci_id'] or '?'} {g['gfx'] or g['gfx_runtime'] or ''}"
+                         + (f" (runtime {g['gfx_runtime']})" if g["gfx_runtime"] and g["gfx_runtime"] != g["gfx"]
+                            else "") + ("" if g["role"] == "compute" else f" [{g['role']}]")
+                         for g in res["gpus"]) or "none"
+        os_key = res["os"]["key"] if res.get("os") else "?"
+        rocm = res["rocm"]["version"] or "none"
+        if res["rocm"]["install_method"]:
+            rocm += f" ({res['rocm']['install_method']})"
+        action = res["plan"]["action"]
+        table.add_row(name, gpus, os_key, rocm, f"[{ACTION_STYLE.get(action, '')}]{action}[/]")
+    out.print(table)
+    for name in sorted(results):
+        plan = results[name]["plan"]
+        out.print(f"[bold]{name}[/bold]")
+        _print_plan(_PlanView(plan), indent="  ")
+
+
+class _PlanView:
+    def __init__(self, plan: dict[str, Any]) -> None:
+        self.__dict__.update(plan)
+
+
 def main() -> None:
     """Console-script entry point: turn expected errors into a message and an exit code, never a traceback."""
     try:

@@ -73,6 +73,14 @@ _PLAIN_CLASS = {"VGA compatible controller": "0300", "3D controller": "0302", "D
 _AMD_NAME_RE = re.compile(r"Advanced Micro Devices|\[AMD(/ATI)?\]|ATI Technologies")
 
 
+def norm_slot(slot: str | None) -> str | None:
+    """'0000:0a:00.0' and '0a:00.0' name the same function: drop the default PCI domain."""
+    if slot is None:
+        return None
+    slot = slot.lower()
+    return slot[5:] if slot.startswith("0000:") else slot
+
+
 def _parse_plain_lspci_line(line: str) -> PciDevice | None:
     """A line of `lspci` without -nn. AMD's numeric id survives only when pci.ids has no name for it
     ("Device 73df"); otherwise only the name is left, and `device` stays empty."""
@@ -82,7 +90,7 @@ def _parse_plain_lspci_line(line: str) -> PciDevice | None:
     desc = match["desc"].strip()
     amd = bool(_AMD_NAME_RE.search(desc))
     dev = re.search(r"\bDevice ([0-9a-fA-F]{4})\b", desc) if amd else None
-    return PciDevice(slot=match["slot"], class_code=_PLAIN_CLASS[match["cls_name"]],
+    return PciDevice(slot=norm_slot(match["slot"]), class_code=_PLAIN_CLASS[match["cls_name"]],
                      vendor=AMD_VENDOR if amd else "", device=dev.group(1).lower() if dev else "", description=desc)
 
 
@@ -101,7 +109,7 @@ def parse_lspci(text: str) -> list[PciDevice]:
             continue
         found.append(
             PciDevice(
-                slot=match["slot"],
+                slot=norm_slot(match["slot"]),
                 class_code=match["cls"].lower(),
                 vendor=match["vendor"].lower(),
                 device=match["device"].lower(),
@@ -131,7 +139,7 @@ def read_sysfs_pci(root: Path) -> list[PciDevice]:
             continue
         found.append(
             PciDevice(
-                slot=entry.name,
+                slot=norm_slot(entry.name),
                 class_code=class_code,
                 vendor=vendor.lower().removeprefix("0x"),
                 device=device.lower().removeprefix("0x"),
@@ -373,6 +381,8 @@ def identify(
     *,
     lspci: str | None = None,
     sysfs_root: Path | None = None,
+    pci: list[PciDevice] | None = None,
+    kfd: list[KfdNode] | None = None,
     rocminfo: str | None = None,
     agents: str | None = None,
     env: dict[str, str] | None = None,
@@ -409,8 +419,12 @@ def identify(
             notes.append("this is `lspci` output without -nn: vendor:device ids are missing or partial; "
                          "paste `lspci -nn` so every GPU is identified by its PCI id")
     if sysfs_root is not None:
-        add_pci(read_sysfs_pci(sysfs_root), "sysfs")
-        for node in read_kfd(sysfs_root):
+        pci = [*(pci or []), *read_sysfs_pci(sysfs_root)]
+        kfd = [*(kfd or []), *read_kfd(sysfs_root)]
+    if pci:
+        add_pci(pci, "sysfs")
+    if kfd:
+        for node in kfd:
             pci_id = f"{node.vendor_id:04x}:{node.device_id:04x}"
             kfd_gfx = gfx_from_target_version(node.gfx_target_version)
             targets = [g for g in by_id.get(pci_id, []) if "kfd" not in g.evidence]

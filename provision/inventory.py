@@ -305,3 +305,13 @@ def _is_host_address(value: str) -> bool:
         return True
     except ValueError:
         return bool(_HOSTNAME_RE.match(value))
+
+
+def spec_from_vars(host: str, provision_vars: dict[str, Any], file: str = "inventory") -> HostSpec:
+    """Validate one host's `provision_*` variables as they reach a playbook (e.g. in the preflight filter)."""
+    problems: list[Problem] = []
+    entry = _validate_host(host, [], {k: v for k, v in provision_vars.items() if k.startswith(PREFIX)}, file,
+                           problems)
+    if problems or entry is None:
+        raise InventoryError(problems)
+    return entry.spec

@@ -1,0 +1,167 @@
+"""Run the project's playbooks through ansible-runner and follow them host by host from its events."""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from provision.errors import ProvisionError
+
+PHASES = {  # role name -> phase shown to the user
+    "rocm_preflight": "preflight",
+}
+
+
+def ansible_root() -> Path:
+    """Directory holding playbooks/, roles/ and ansible.cfg: inside the installed package, or the checkout."""
+    packaged = Path(__file__).parent / "ansible"
+    if (packaged / "playbooks").is_dir():
+        return packaged
+    checkout = Path(__file__).parent.parent
+    if (checkout / "playbooks").is_dir():
+        return checkout
+    raise ProvisionError("the playbooks are missing from this installation; reinstall rocm-provision")
+
+
+def runs_dir() -> Path:
+    base = Path(os.environ.get("PROVISION_RUNS_DIR", Path.home() / ".local" / "state" / "rocm-provision" / "runs"))
+    base.mkdir(parents=True, exist_ok=True, mode=0o700)
+    os.chmod(base, 0o700)
+    return base
+
+
+@dataclass
+class HostProgress:
+    name: str
+    phase: str = "waiting"
+    task: str = ""
+    status: str = "pending"  # pending | running | ok | failed | unreachable | ended
+    started: float | None = None
+    finished: float | None = None
+    changed: int = 0
+    message: str = ""
+
+    @property
+    def elapsed(self) -> float:
+        if self.started is None:
+            return 0.0
+        return (self.finished or time.monotonic()) - self.started
+
+
+@dataclass
+class RunResult:
+    run_dir: Path
+    rc: int
+    status: str
+    hosts: dict[str, HostProgress]
+    stats: dict[str, Any] = field(default_factory=dict)  # set_stats data (artifact_data)
+    playbook_stats: dict[str, Any] = field(default_factory=dict)
+
+
+class PlaybookRun:
+    """One ansible-runner run. `on_change` is called (from the runner's thread) after each host update."""
+
+    def __init__(self, playbook: str, inventory: Path, *, hosts: list[str], limit: str | None = None,
+                 forks: int | None = None, extravars: dict[str, Any] | None = None, check: bool = False,
+                 on_change: Callable[[HostProgress], None] | None = None) -> None:
+        self.playbook = playbook
+        self.inventory = inventory.resolve()
+        self.limit = limit
+        self.forks = forks
+        self.extravars = extravars or {}
+        self.check = check
+        self.on_change = on_change
+        self.hosts = {h: HostProgress(h) for h in hosts}
+        self.stats: dict[str, Any] = {}
+        self.playbook_stats: dict[str, Any] = {}
+        self._lock = threading.Lock()
+        self._cancel = threading.Event()
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+        self.run_dir = runs_dir() / f"{stamp}-{Path(playbook).stem}"
+
+    def cancel(self) -> None:
+        self._cancel.set()
+
+    def _host(self, name: str) -> HostProgress:
+        with self._lock:
+            return self.hosts.setdefault(name, HostProgress(name))
+
+    def _event(self, event: dict[str, Any]) -> bool:
+        kind = event.get("event", "")
+        data = event.get("event_data") or {}
+        if kind == "playbook_on_stats":
+            self.stats = data.get("artifact_data") or {}
+            self.playbook_stats = {k: data.get(k) or {} for k in ("ok", "changed", "failures", "dark", "skipped")}
+            return True
+        host_name = data.get("host")
+        if not host_name:
+            return True
+        host = self._host(host_name)
+        now = time.monotonic()
+        role = data.get("role") or ""
+        task = (data.get("task") or "").removeprefix(f"{role} : ")
+        if kind == "runner_on_start":
+            host.started = host.started or now
+            host.status, host.task = "running", task
+            host.phase = PHASES.get(role, role or host.phase)
+        elif kind == "runner_on_ok":
+            host.changed += int(bool((data.get("res") or {}).get("changed")))
+        elif kind == "runner_on_failed" and not data.get("ignore_errors"):
+            host.status, host.finished = "failed", now
+            host.message = _message(data.get("res") or {})
+        elif kind == "runner_on_unreachable":
+            host.status, host.finished = "unreachable", now
+            host.message = _message(data.get("res") or {})
+        if self.on_change:
+            self.on_change(host)
+        return True
+
+    def run(self) -> RunResult:
+        import ansible_runner
+
+        root = ansible_root()
+        self.run_dir.mkdir(parents=True, mode=0o700)
+        cmdline = ["--check", "--diff"] if self.check else []
+        envvars = {
+            "ANSIBLE_CONFIG": str(root / "ansible.cfg"),
+            "ANSIBLE_ROLES_PATH": str(root / "roles"),
+            "ANSIBLE_NOCOLOR": "1",
+            # the ansible-playbook that sits beside this Python, so the roles' filter imports this package
+            "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]),
+        }
+        thread, runner = ansible_runner.run_async(
+            private_data_dir=str(self.run_dir),
+            project_dir=str(root / "playbooks"),
+            playbook=str(root / "playbooks" / self.playbook),
+            inventory=str(self.inventory),
+            limit=self.limit,
+            forks=self.forks,
+            extravars=self.extravars or None,
+            envvars=envvars,
+            cmdline=" ".join(cmdline) or None,
+            event_handler=self._event,
+            cancel_callback=self._cancel.is_set,
+            quiet=True,
+            suppress_env_files=True,
+        )
+        thread.join()
+        now = time.monotonic()
+        for host in self.hosts.values():
+            if host.status == "running":
+                host.status, host.finished = "ok", now
+            if host.status == "ok" and host.name in self.playbook_stats.get("dark", {}):
+                host.status = "unreachable"
+        return RunResult(self.run_dir, runner.rc if runner.rc is not None else 1, runner.status, self.hosts,
+                         self.stats, self.playbook_stats)
+
+
+def _message(res: dict[str, Any]) -> str:
+    msg = res.get("msg") or res.get("stderr") or res.get("module_stderr") or ""
+    return str(msg).strip().splitlines()[0][:300] if msg else ""

@@ -1,0 +1,217 @@
+#!/usr/bin/python
+"""Read-only facts a ROCm upgrade decision needs, gathered on the host with the standard library."""
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: rocm_host_facts
+short_description: Gather GPU, ROCm, OS and environment facts for a ROCm upgrade decision
+description:
+  - Reads PCI and KFD topology entries under O(sysfs_root), runs C(lspci -nn) and C(rocminfo) when present,
+    reads /etc/os-release, ROCm packages and apt sources, env overrides in /etc/environment and /etc/profile.d,
+    Secure Boot state, kernel headers, free disk and users' groups. Changes nothing.
+options:
+  sysfs_root:
+    description: Root of the sysfs tree to read PCI and KFD entries from (C(/sys) on a real host).
+    type: path
+    default: /sys
+  paths:
+    description: Paths whose file system's free space is reported (e.g. /opt and the venv's parent).
+    type: list
+    elements: path
+    default: [/opt]
+  users:
+    description: Users whose group membership is reported.
+    type: list
+    elements: str
+    default: []
+author: rocm-provision
+"""
+
+import glob
+import grp
+import json
+import os
+import pwd
+import re
+
+from ansible.module_utils.basic import AnsibleModule
+
+ENV_PREFIXES = ("HSA_", "MIOPEN_", "HIP_", "AMD_", "ROCR_", "PYTORCH_MIOPEN", "ROCM_")
+SECURE_BOOT_VAR = "/sys/firmware/efi/efivars/SecureBoot-8be4df61-93ca-11d2-aa0d-00e098032b8c"
+
+
+def read(path, limit=65536):
+    try:
+        with open(path, encoding="utf-8", errors="replace") as fh:
+            return fh.read(limit)
+    except OSError:
+        return None
+
+
+def pci_devices(root):
+    out = []
+    for entry in sorted(glob.glob(os.path.join(root, "bus", "pci", "devices", "*"))):
+        item = {"slot": os.path.basename(entry)}
+        for name in ("vendor", "device", "class"):
+            value = read(os.path.join(entry, name))
+            item[name] = value.strip() if value else None
+        out.append(item)
+    return out
+
+
+def kfd_nodes(root):
+    out = []
+    base = os.path.join(root, "class", "kfd", "kfd", "topology", "nodes")
+    for entry in sorted(glob.glob(os.path.join(base, "*"))):
+        text = read(os.path.join(entry, "properties"))
+        if text is not None and os.path.basename(entry).isdigit():
+            out.append({"node": int(os.path.basename(entry)), "properties": text})
+    return out
+
+
+def env_overrides():
+    found = []
+    files = ["/etc/environment"] + sorted(glob.glob("/etc/profile.d/*.sh"))
+    for path in files:
+        text = read(path) or ""
+        for number, line in enumerate(text.splitlines(), 1):
+            match = re.match(r"^\s*(?:export\s+)?([A-Z_][A-Z0-9_]*)=(.*)$", line)
+            if match and match.group(1).startswith(ENV_PREFIXES):
+                value = match.group(2).strip().strip("'\"")
+                found.append({"file": path, "line": number, "name": match.group(1), "value": value})
+    return found
+
+
+def dpkg_packages(module):
+    dpkg = module.get_bin_path("dpkg-query")
+    if not dpkg:
+        return {}
+    patterns = ["rocm-core*", "rocm", "rocm-hip-runtime*", "amdgpu-dkms", "amdgpu-install", "miopen-hip*",
+                "rocminfo*", "rocblas*"]
+    rc, out, _ = module.run_command([dpkg, "-W", "-f", "${Package}\t${Version}\t${db:Status-Abbrev}\n"] + patterns)
+    packages = {}
+    for line in out.splitlines():
+        parts = line.split("\t")
+        if len(parts) == 3 and parts[2].startswith("ii"):
+            packages[parts[0]] = parts[1]
+    return packages
+
+
+def apt_sources():
+    found = []
+    for path in sorted(glob.glob("/etc/apt/sources.list.d/*")) + ["/etc/apt/sources.list"]:
+        text = read(path) or ""
+        lines = [ln.strip() for ln in text.splitlines() if ln.strip() and not ln.strip().startswith("#")]
+        if any("radeon" in ln or "/rocm/" in ln or "/amdgpu/" in ln for ln in lines):
+            found.append({"file": path, "lines": lines})
+    return found
+
+
+def secure_boot():
+    try:
+        with open(SECURE_BOOT_VAR, "rb") as fh:
+            data = fh.read()
+        return "enabled" if data and data[-1] == 1 else "disabled"
+    except OSError:
+        return "unknown" if os.path.isdir("/sys/firmware/efi") else "not-efi"
+
+
+def run_text(module, argv, timeout=60):
+    path = module.get_bin_path(argv[0])
+    if not path:
+        return None
+    wrapper = module.get_bin_path("timeout")
+    cmd = ([wrapper, str(timeout)] if wrapper else []) + [path] + argv[1:]
+    rc, out, err = module.run_command(cmd)
+    return {"rc": rc, "stdout": out[-200000:], "stderr": err[-4000:]}
+
+
+def rocminfo_login(module):
+    """rocminfo as a user's login shell runs it, so profile.d overrides show (as they do for users)."""
+    candidates = ["/opt/rocm/bin/rocminfo"] + sorted(glob.glob("/opt/rocm-*/bin/rocminfo"))
+    binary = next((c for c in candidates if os.access(c, os.X_OK)), None) or module.get_bin_path("rocminfo")
+    if not binary:
+        return None
+    bash = module.get_bin_path("bash")
+    timeout = module.get_bin_path("timeout")
+    cmd = ([timeout, "60"] if timeout else []) + [bash, "-lc", 'exec "$0"', binary]
+    rc, out, err = module.run_command(cmd)
+    return {"rc": rc, "stdout": out[-200000:], "stderr": err[-4000:], "binary": binary}
+
+
+def free_space(paths):
+    out = {}
+    for path in paths:
+        probe = path
+        while probe and not os.path.exists(probe):
+            probe = os.path.dirname(probe.rstrip("/")) or "/"
+        st = os.statvfs(probe)
+        out[path] = {"checked": probe, "free_bytes": st.f_bavail * st.f_frsize}
+    return out
+
+
+def user_groups(users):
+    out = {}
+    for user in users:
+        try:
+            entry = pwd.getpwnam(user)
+        except KeyError:
+            out[user] = None
+            continue
+        names = {g.gr_name for g in grp.getgrall() if user in g.gr_mem}
+        try:
+            names.add(grp.getgrgid(entry.pw_gid).gr_name)
+        except KeyError:
+            pass
+        out[user] = sorted(names)
+    return out
+
+
+def rocm_dirs():
+    versions = {}
+    for path in sorted(glob.glob("/opt/rocm-*")):
+        info = read(os.path.join(path, ".info", "version"))
+        versions[path] = info.strip() if info else None
+    link = os.path.realpath("/opt/rocm") if os.path.islink("/opt/rocm") else None
+    return {"dirs": versions, "opt_rocm_link": link}
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec={
+            "sysfs_root": {"type": "path", "default": "/sys"},
+            "paths": {"type": "list", "elements": "path", "default": ["/opt"]},
+            "users": {"type": "list", "elements": "str", "default": []},
+        },
+        supports_check_mode=True,
+    )
+    root = module.params["sysfs_root"]
+    release = os.uname().release
+    facts = {
+        "schema_version": 1,
+        "sysfs_root": root,
+        "pci": pci_devices(root),
+        "kfd": kfd_nodes(root),
+        "lspci": run_text(module, ["lspci", "-nn"]),
+        "rocminfo": rocminfo_login(module),
+        "os_release": read("/etc/os-release"),
+        "kernel": release,
+        "kernel_headers": os.path.isdir("/lib/modules/%s/build" % release),
+        "secure_boot": secure_boot(),
+        "env_overrides": env_overrides(),
+        "packages": dpkg_packages(module),
+        "apt_sources": apt_sources(),
+        "amdgpu_install": module.get_bin_path("amdgpu-install"),
+        "rocm": rocm_dirs(),
+        "dkms_amdgpu": sorted(os.path.basename(p) for p in glob.glob("/var/lib/dkms/amdgpu/*")),
+        "free_space": free_space(module.params["paths"]),
+        "user_groups": user_groups(module.params["users"]),
+    }
+    json.dumps(facts)  # fail here, not in the controller, if something is not serialisable
+    module.exit_json(changed=False, rocm_host=facts)
+
+
+if __name__ == "__main__":
+    main()

@@ -29,6 +29,7 @@ options:
 author: rocm-provision
 """
 
+import contextlib
 import glob
 import grp
 import json
@@ -73,7 +74,7 @@ def kfd_nodes(root):
 
 def env_overrides():
     found = []
-    files = ["/etc/environment"] + sorted(glob.glob("/etc/profile.d/*.sh"))
+    files = ["/etc/environment", *sorted(glob.glob("/etc/profile.d/*.sh"))]
     for path in files:
         text = read(path) or ""
         for number, line in enumerate(text.splitlines(), 1):
@@ -90,7 +91,7 @@ def dpkg_packages(module):
         return {}
     patterns = ["rocm-core*", "rocm", "rocm-hip-runtime*", "amdgpu-dkms", "amdgpu-install", "miopen-hip*",
                 "rocminfo*", "rocblas*"]
-    rc, out, _ = module.run_command([dpkg, "-W", "-f", "${Package}\t${Version}\t${db:Status-Abbrev}\n"] + patterns)
+    _rc, out, _ = module.run_command([dpkg, "-W", "-f", "${Package}\t${Version}\t${db:Status-Abbrev}\n", *patterns])
     packages = {}
     for line in out.splitlines():
         parts = line.split("\t")
@@ -101,7 +102,7 @@ def dpkg_packages(module):
 
 def apt_sources():
     found = []
-    for path in sorted(glob.glob("/etc/apt/sources.list.d/*")) + ["/etc/apt/sources.list"]:
+    for path in [*sorted(glob.glob("/etc/apt/sources.list.d/*")), "/etc/apt/sources.list"]:
         text = read(path) or ""
         lines = [ln.strip() for ln in text.splitlines() if ln.strip() and not ln.strip().startswith("#")]
         if any("radeon" in ln or "/rocm/" in ln or "/amdgpu/" in ln for ln in lines):
@@ -130,7 +131,7 @@ def run_text(module, argv, timeout=60):
 
 def rocminfo_login(module):
     """rocminfo as a user's login shell runs it, so profile.d overrides show (as they do for users)."""
-    candidates = ["/opt/rocm/bin/rocminfo"] + sorted(glob.glob("/opt/rocm-*/bin/rocminfo"))
+    candidates = ["/opt/rocm/bin/rocminfo", *sorted(glob.glob("/opt/rocm-*/bin/rocminfo"))]
     binary = next((c for c in candidates if os.access(c, os.X_OK)), None) or module.get_bin_path("rocminfo")
     if not binary:
         return None
@@ -161,10 +162,8 @@ def user_groups(users):
             out[user] = None
             continue
         names = {g.gr_name for g in grp.getgrall() if user in g.gr_mem}
-        try:
+        with contextlib.suppress(KeyError):
             names.add(grp.getgrgid(entry.pw_gid).gr_name)
-        except KeyError:
-            pass
         out[user] = sorted(names)
     return out
 
@@ -198,7 +197,7 @@ def main():
         "rocminfo": rocminfo_login(module),
         "os_release": read("/etc/os-release"),
         "kernel": release,
-        "kernel_headers": os.path.isdir("/lib/modules/%s/build" % release),
+        "kernel_headers": os.path.isdir(f"/lib/modules/{release}/build"),
         "secure_boot": secure_boot(),
         "env_overrides": env_overrides(),
         "packages": dpkg_packages(module),

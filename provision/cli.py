@@ -10,6 +10,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from provision import __version__, pins
@@ -143,7 +144,8 @@ def gpus_identify(
         gfx = g.gfx or "?"
         if g.gfx_runtime and g.gfx_runtime != g.gfx:
             gfx = f"{gfx} (runtime: {g.gfx_runtime})"
-        table.add_row(g.pci_id or "-", g.name, gfx, g.family or "-", _status_text(g.rocm70, g.supported_os), g.role)
+        status = _status_text(g.rocm70, g.supported_os)
+        table.add_row(g.pci_id or "-", escape(g.name), gfx, g.family or "-", status, g.role)
     out.print(table)
     for g in ident.gpus:
         for text in g.diagnosis:
@@ -167,9 +169,9 @@ def _print_plan(plan: Any, indent: str = "") -> None:
     style = ACTION_STYLE.get(plan.action, "")
     out.print(f"{indent}plan: [bold {style}]{plan.action}[/]")
     for r in plan.reasons:
-        out.print(f"{indent}  - {r}")
+        out.print(f"{indent}  - {escape(r)}")
     for w in plan.warnings:
-        out.print(f"{indent}  [yellow]! {w}[/yellow]")
+        out.print(f"{indent}  [yellow]! {escape(w)}[/yellow]")
     if plan.env:
         out.print(f"{indent}  env to set: " + " ".join(f"{k}={v}" for k, v in plan.env.items()))
     if plan.env_remove:
@@ -196,7 +198,7 @@ def gpus_list(
     for col in ("PCI id", "name", "chip", "gfx", "family", "ROCm 7.0"):
         table.add_column(col, overflow="fold")
     for d in devices:
-        table.add_row(d.pci_id, d.name, d.chip.name, d.chip.gfx, d.chip.family,
+        table.add_row(d.pci_id, escape(d.name), d.chip.name, d.chip.gfx, d.chip.family,
                       _status_text(d.rocm70, list(d.supported_os)))
     out.print(table)
 
@@ -230,7 +232,7 @@ def env_list(
         table.add_row(v.name, v.component, v.type, "yes" if v.workaround else "", v.description)
     out.print(table)
     for n in cat.not_real.values():
-        out.print(f"[red]not real:[/red] {n.name}: {n.reason}" + (f" (use {n.instead})" if n.instead else ""))
+        out.print(f"[red]not real:[/red] {n.name}: {escape(n.reason)}" + (f" (use {n.instead})" if n.instead else ""))
 
 
 # ------------------------------------------------------------------ hosts
@@ -315,6 +317,30 @@ def check(
     raise typer.Exit(1 if bad or (run.rc != 0 and not results) else 0)
 
 
+@app.command("demo")
+def demo(
+    hosts: Annotated[int, typer.Option("--hosts", "-n", min=1, max=16, help="Number of lab hosts.")] = 4,
+    lab_dir: Annotated[Path | None, typer.Option(help="Lab state directory (default ~/.cache/rocm-provision/lab).")]
+    = None,
+) -> None:
+    """Rehearse on the container lab: bring up simulated GPU workstations, then preflight them over SSH.
+
+    The lab's hosts carry an RX 5600 XT under an HSA_OVERRIDE_GFX_VERSION, a PRO W6800 on (simulated)
+    Ubuntu 24.04, an RX 7900 XTX with an iGPU on Debian 12, and a fresh MI210, each with the ROCm 5.2
+    install a real lab would have. Run `provision lab down` to remove it all.
+
+    Example: `provision demo`
+    """
+    from provision.lab import cli as lab_cli
+
+    lab_cli.up(hosts=hosts, first_address="127.0.0.2", mirror_port=None, lab_dir=lab_dir)
+    status = lab_cli._lab(lab_dir, verbose=False).status()
+    if status.inventory is None:
+        raise ProvisionError("the lab came up without an inventory; run `provision lab status`")
+    out.print(f"\n[bold]provision check --hosts {status.inventory}[/bold]")
+    check(hosts=status.inventory, limit=None, forks=None, as_json=False)
+
+
 def _run_preflight(inventory: Path, names: list[str], limit: str | None, forks: int | None) -> tuple[dict, Any]:
     from provision.progress import ProgressView
     from provision.runner import PlaybookRun
@@ -334,7 +360,7 @@ def _print_preflight(results: dict[str, Any], run: Any) -> None:
         res = results.get(name)
         if res is None:
             host = run.hosts[name]
-            table.add_row(name, "-", "-", "-", f"[red]{host.status}[/red] {host.message}")
+            table.add_row(name, "-", "-", "-", f"[red]{host.status}[/red] {escape(host.message)}")
             continue
         gpus = ", ".join(f"{g['pci_id'] or '?'} {g['gfx'] or g['gfx_runtime'] or ''}"
                          + (f" (runtime {g['gfx_runtime']})" if g["gfx_runtime"] and g["gfx_runtime"] != g["gfx"]
@@ -345,7 +371,7 @@ def _print_preflight(results: dict[str, Any], run: Any) -> None:
         if res["rocm"]["install_method"]:
             rocm += f" ({res['rocm']['install_method']})"
         action = res["plan"]["action"]
-        table.add_row(name, gpus, os_key, rocm, f"[{ACTION_STYLE.get(action, '')}]{action}[/]")
+        table.add_row(name, escape(gpus), os_key, rocm, f"[{ACTION_STYLE.get(action, '')}]{action}[/]")
     out.print(table)
     for name in sorted(results):
         plan = results[name]["plan"]
@@ -361,7 +387,8 @@ class _PlanView:
 def main() -> None:
     """Console-script entry point: turn expected errors into a message and an exit code, never a traceback."""
     try:
-        app(standalone_mode=False)
+        code = app(standalone_mode=False)  # with standalone_mode off, click returns typer.Exit codes
+        sys.exit(code if isinstance(code, int) else 0)
     except ProvisionError as exc:
         err.print("[red]error:[/red] ", end="")
         err.print(str(exc), markup=False, soft_wrap=True)

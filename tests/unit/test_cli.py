@@ -137,3 +137,13 @@ def test_gpus_and_env_listings() -> None:
     env = json.loads(run("env", "list", "--json").stdout)
     assert any(v["name"] == "MIOPEN_DEBUG_CONV_GEMM" for v in env["variables"])
     assert any(v["name"] == "MIOPEN_DEBUG_CONV_DET" for v in env["not_read_by_anything"])
+
+
+def test_lspci_and_sysfs_agree_on_one_gpu(tmp_path: Path) -> None:
+    dev = tmp_path / "bus" / "pci" / "devices" / "0000:0a:00.0"
+    dev.mkdir(parents=True)
+    for name, value in (("vendor", "0x1002"), ("device", "0x731f"), ("class", "0x030000")):
+        (dev / name).write_text(value + "\n")
+    result = run("gpus", "identify", "--sysfs-root", str(tmp_path), "--lspci", "-", "--json", stdin=SEED_LSPCI)
+    gpus = json.loads(result.stdout)["gpus"]
+    assert len(gpus) == 1 and set(gpus[0]["evidence"]) == {"lspci", "sysfs"}

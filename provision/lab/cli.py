@@ -1,0 +1,112 @@
+"""Typer commands: `provision lab up|status|down` (mounted by provision.cli)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from provision.errors import ProvisionError
+from provision.lab.lab import Lab
+from provision.lab.paths import ENV_LAB_DIR, default_lab_dir
+
+app = typer.Typer(
+    name="lab",
+    help="A container lab of simulated AMD GPU workstations (podman + loopback SSH + a signed mirror).",
+    no_args_is_help=True,
+    add_completion=False,
+)
+console = Console(highlight=False)
+err_console = Console(stderr=True, highlight=False)
+
+LabDirOption = typer.Option(None, "--lab-dir", help=f"Lab state directory (default: ${ENV_LAB_DIR} or "
+                            "~/.cache/rocm-provision/lab).", envvar=ENV_LAB_DIR)
+
+
+def _lab(lab_dir: Path | None, verbose: bool = True) -> Lab:
+    root = lab_dir.expanduser().resolve() if lab_dir else default_lab_dir()
+    return Lab(root, log=(lambda msg: err_console.print(f"[dim]{msg}[/dim]")) if verbose else (lambda _: None))
+
+
+def _fail(exc: ProvisionError) -> SystemExit:
+    # SystemExit, not typer.Exit: click run with standalone_mode=False (as provision.cli.main does) turns
+    # typer.Exit into a return value, and the exit code would be lost.
+    err_console.print(f"[bold red]error:[/bold red] {exc}", soft_wrap=True)
+    return SystemExit(exc.exit_code)
+
+
+@app.command()
+def up(
+    hosts: int = typer.Option(4, "--hosts", "-n", help="Number of hosts (cycles through the 4 host templates)."),
+    first_address: str = typer.Option("127.0.0.2", help="Loopback address of the first host (127.0.0.0/8)."),
+    mirror_port: int | None = typer.Option(None, help="Port for the mirror on 127.0.0.1 (default: keep/pick)."),
+    lab_dir: Path | None = LabDirOption,
+) -> None:
+    """Bring the lab up (or bring it back to its asked state): hosts, mirror, inventory."""
+    try:
+        result = _lab(lab_dir).up(hosts=hosts, first_address=first_address, mirror_port=mirror_port)
+    except ProvisionError as exc:
+        raise _fail(exc) from None
+    console.print(f"mirror: {result.base_url} (stands in for https://repo.radeon.com)")
+    for host in result.hosts:
+        kept = "kept" if host.reused else "new"
+        console.print(f"[bold]{host.name}[/bold]  {host.address}:2222  ({kept})")
+        console.print(f"    {host.description}", soft_wrap=True)
+    for note in result.notes:
+        console.print(f"[yellow]note:[/yellow] {note}")
+    console.print(f"up in {result.seconds['total']:.1f} s (hosts {result.seconds['hosts']:.1f} s)")
+    console.print(f"inventory: {result.inventory}")
+    console.print(f"try: ansible -i {result.inventory} all -m ansible.builtin.setup -a filter=ansible_distribution*")
+
+
+@app.command()
+def status(lab_dir: Path | None = LabDirOption) -> None:
+    """Show whether the lab is up: mirror, each host's container and sshd. Exit 1 when it is not up."""
+    try:
+        result = _lab(lab_dir, verbose=False).status()
+    except ProvisionError as exc:
+        raise _fail(exc) from None
+    if not result.hosts and not result.stray_containers:
+        console.print(f"lab is down (lab dir {result.lab_dir})")
+        raise SystemExit(1)
+    console.print(f"mirror: {result.base_url or '-'} {'[green]ok[/green]' if result.mirror_ok else '[red]down[/red]'}")
+    table = Table()
+    for column in ("host", "address", "container", "sshd"):
+        table.add_column(column)
+    for host in result.hosts:
+        table.add_row(host.name, host.address, host.state, "[green]up[/green]" if host.ssh else "[red]no[/red]")
+    console.print(table)
+    for stray in result.stray_containers:
+        console.print(f"[yellow]stray container of this lab:[/yellow] {stray} (`provision lab down` removes it)")
+    if result.inventory:
+        console.print(f"inventory: {result.inventory}")
+    console.print("lab is up" if result.up else "lab is [red]not fully up[/red]: run `provision lab up`")
+    if not result.up:
+        raise SystemExit(1)
+
+
+@app.command()
+def down(
+    purge: bool = typer.Option(False, help="Also remove the cached images and the whole lab dir."),
+    lab_dir: Path | None = LabDirOption,
+) -> None:
+    """Remove everything the lab made (containers, mirror server and tree, keys, inventory)."""
+    try:
+        result = _lab(lab_dir, verbose=False).down(purge=purge)
+    except ProvisionError as exc:
+        raise _fail(exc) from None
+    if not (result.removed_containers or result.stopped_mirror or result.removed_paths):
+        console.print("lab is already down; nothing to remove")
+        return
+    for name in result.removed_containers:
+        console.print(f"removed container {name}")
+    if result.stopped_mirror:
+        console.print("stopped the mirror server")
+    for path in result.removed_paths:
+        console.print(f"removed {path}")
+    for tag in result.removed_images:
+        console.print(f"removed image {tag}")
+    if not purge:
+        console.print("kept the cached base image and wheels (`provision lab down --purge` removes them)")

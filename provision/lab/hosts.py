@@ -1,0 +1,94 @@
+"""The lab's host specs: what each container simulates (OS, GPUs, how ROCm 5.2 got there, user data)."""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+import json
+from dataclasses import asdict, dataclass, replace
+from typing import Literal
+
+from provision.lab.errors import LabUsageError
+from provision.lab.gpus import GpuSlot, describe
+
+OsKind = Literal["debian12", "ubuntu2404-sim", "ubuntu2204-sim"]
+BeforeState = Literal["amdgpu-install-legacy", "apt-signed-by", "apt-trusted-gpg-d", "fresh"]
+
+OS_LABEL: dict[str, str] = {
+    "debian12": "Debian 12",
+    "ubuntu2404-sim": "Ubuntu 24.04 (simulated: Debian 12 userland, Ubuntu os-release)",
+    "ubuntu2204-sim": "Ubuntu 22.04 (simulated: Debian 12 userland, Ubuntu os-release)",
+}
+BEFORE_LABEL: dict[str, str] = {
+    "amdgpu-install-legacy": "ROCm 5.2 via amdgpu-install 22.20, legacy `ubuntu` suite, key trusted with apt-key",
+    "apt-signed-by": "ROCm 5.2 via plain apt, signed-by=/etc/apt/keyrings/rocm.gpg, rocm-pin-600",
+    "apt-trusted-gpg-d": "ROCm 5.2 via plain apt, key in /etc/apt/trusted.gpg.d",
+    "fresh": "fresh workstation, no ROCm at all",
+}
+SSH_PORT = 2222
+LAB_USER = "researcher"
+
+
+@dataclass(frozen=True)
+class HostSpec:
+    name: str
+    os: OsKind
+    gpus: tuple[GpuSlot, ...]
+    before: BeforeState
+    hsa_override: str | None = None  # a /etc/profile.d file exports HSA_OVERRIDE_GFX_VERSION
+    old_venv: bool = False  # a torch 1.13 venv with user data that must survive
+    address: str = ""
+    cpu_name: str = "AMD Ryzen 9 5950X 16-Core Processor"
+    cpu_cores: int = 16
+
+    def describe(self) -> str:
+        bits = [OS_LABEL[self.os], describe(self.gpus), BEFORE_LABEL[self.before]]
+        if self.hsa_override:
+            bits.append(f"profile sets HSA_OVERRIDE_GFX_VERSION={self.hsa_override}")
+        if self.old_venv:
+            bits.append("old torch 1.13.1+rocm5.2 venv with user data")
+        return "; ".join(bits)
+
+    def to_json(self) -> dict[str, object]:
+        data = asdict(self)
+        data["gpus"] = [slot.declaration() for slot in self.gpus]
+        data["cpu"] = {"name": data.pop("cpu_name"), "cores": data.pop("cpu_cores"), "clock_mhz": 4500}
+        data["description"] = self.describe()
+        return data
+
+    def spec_hash(self) -> str:
+        return hashlib.sha256(json.dumps(self.to_json(), sort_keys=True).encode()).hexdigest()[:16]
+
+
+TEMPLATES: tuple[HostSpec, ...] = (
+    HostSpec("ws-navi10", "debian12", (GpuSlot(0x731F, 0x03),), "amdgpu-install-legacy",
+             hsa_override="10.3.0", old_venv=True, cpu_name="AMD Ryzen 7 3700X 8-Core Processor", cpu_cores=8),
+    HostSpec("ws-w6800-ubuntu2404-sim", "ubuntu2404-sim", (GpuSlot(0x73A3, 0x03),), "apt-signed-by"),
+    HostSpec("ws-7900xtx", "debian12", (GpuSlot(0x744C, 0x03), GpuSlot(0x164E, 0x0E)), "apt-trusted-gpg-d",
+             cpu_name="AMD Ryzen 9 7950X 16-Core Processor"),
+    HostSpec("ws-mi210", "debian12", (GpuSlot(0x740F, 0x03),), "fresh", cpu_name="AMD EPYC 7313 16-Core Processor"),
+)
+
+
+def default_hosts(count: int, first_address: str) -> list[HostSpec]:
+    """`count` hosts cycling through the templates, on consecutive loopback addresses from `first_address`."""
+    if count < 1 or count > 32:
+        raise LabUsageError(f"--hosts must be between 1 and 32 (got {count})")
+    try:
+        first = ipaddress.IPv4Address(first_address)
+    except ValueError as exc:
+        raise LabUsageError(f"--first-address {first_address!r} is not an IPv4 address") from exc
+    last = first + (count - 1)
+    loopback = ipaddress.IPv4Network("127.0.0.0/8")
+    if first not in loopback or last not in loopback or (int(first) & 0xFF == 1 and first.packed[1:3] == b"\0\0"):
+        raise LabUsageError(
+            f"lab hosts must use loopback addresses in 127.0.0.0/8 other than 127.0.0.1 (the mirror's); "
+            f"{first}..{last} is not allowed"
+        )
+    specs: list[HostSpec] = []
+    for index in range(count):
+        template = TEMPLATES[index % len(TEMPLATES)]
+        round_ = index // len(TEMPLATES)
+        name = template.name if round_ == 0 else f"{template.name}-{round_ + 1}"
+        specs.append(replace(template, name=name, address=str(first + index)))
+    return specs

@@ -132,6 +132,7 @@ class PlaybookRun:
         envvars = {
             "ANSIBLE_CONFIG": str(root / "ansible.cfg"),
             "ANSIBLE_ROLES_PATH": str(root / "roles"),
+            "ANSIBLE_FILTER_PLUGINS": str(root / "plugins" / "filter"),
             "ANSIBLE_NOCOLOR": "1",
             # the ansible-playbook that sits beside this Python, so the roles' filter imports this package
             "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]),

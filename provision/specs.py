@@ -51,6 +51,8 @@ ALLOWED: dict[str, str] = {
     "wheel_index_url": "an http(s) URL of a wheel directory or PEP 503 index",
     "torch_packages": "a list of {name, version} mappings (optional sha256, file)",
     "sysfs_root": "an absolute path (real hosts: /sys)",
+    "verify_profile": "quick or full",
+    "verify_device": "auto (the GPU, or fail when there is none), cuda (a GPU through torch.cuda, ROCm or CUDA) or cpu",
 }
 
 
@@ -168,8 +170,10 @@ class HostSpec(BaseModel):
     wheel_index_url: Url = Field(default_factory=lambda: pins.torch()["index_url"])
     torch_packages: list[TorchPackage] = Field(default_factory=_default_packages)
     sysfs_root: AbsPath = "/sys"
+    verify_profile: Literal["quick", "full"] = "quick"
+    verify_device: Literal["auto", "cuda", "cpu"] = "auto"
 
-    @field_validator("mode", mode="before")
+    @field_validator("mode", "verify_profile", "verify_device", mode="before")
     @classmethod
     def _mode(cls, v: Any) -> Any:
         return v.strip().lower() if isinstance(v, str) else v

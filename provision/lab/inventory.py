@@ -76,6 +76,8 @@ def render(inp: InventoryInput) -> str:
     out += [
         "# Lab hosts expose their simulated PCI tree and KFD topology here (real hosts: /sys):",
         f"provision_sysfs_root={SYSFS_ROOT}",
+        "# Lab hosts have no GPU: the verification suite runs its cases on the CPU and says so in its report.",
+        "provision_verify_device=cpu",
         "",
     ]
     return "\n".join(out)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -13,7 +14,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from provision import __version__, pins
+from provision import __version__, outcome, pins, report
 from provision.errors import InputError, ProvisionError
 
 app = typer.Typer(
@@ -306,15 +307,18 @@ def check(
     from provision.inventory import load_lab
 
     lab = load_lab(hosts)
+    started = datetime.now(UTC)
     results, run = _run_preflight(hosts, [h.name for h in lab.hosts], limit, forks)
+    doc = outcome.build("check", run, hosts, started, datetime.now(UTC))
+    report.write(doc, run.run_dir)
     if as_json:
         _emit_json({"schema_version": 1, "run_dir": str(run.run_dir), "hosts": {
             name: {"status": run.hosts[name].status, "message": run.hosts[name].message, "preflight": results.get(name)}
             for name in sorted(run.hosts)}})
     else:
         _print_preflight(results, run)
-    bad = [h for h in run.hosts.values() if h.status in ("failed", "unreachable")]
-    raise typer.Exit(1 if bad or (run.rc != 0 and not results) else 0)
+        out.print(f"report: {run.run_dir / 'report.html'} (also report.json, report.md, junit.xml)")
+    raise typer.Exit(report.exit_code(doc) or (1 if run.rc != 0 and not results else 0))
 
 
 @app.command("demo")
@@ -382,6 +386,39 @@ def _print_preflight(results: dict[str, Any], run: Any) -> None:
 class _PlanView:
     def __init__(self, plan: dict[str, Any]) -> None:
         self.__dict__.update(plan)
+
+
+@app.command("report")
+def report_cmd(
+    run: Annotated[str, typer.Argument(help="A run directory, a run id under the runs directory, or `latest`.")]
+    = "latest",
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report JSON.")] = False,
+) -> None:
+    """Re-render a past run's report (report.json -> junit.xml, report.md, report.html) and summarise it.
+
+    Runs live in ~/.local/state/rocm-provision/runs (or $PROVISION_RUNS_DIR), one directory per run.
+    Exit code: 0 when every host ended done, fallback-applied, planned, blocked or skipped; 1 otherwise.
+
+    Examples: `provision report`, `provision report 20261126T061909Z-upgrade --json`
+    """
+    from provision.runner import runs_dir
+
+    base = runs_dir()
+    if run == "latest":
+        candidates = sorted(p for p in base.iterdir() if (p / "report.json").is_file())
+        if not candidates:
+            raise InputError(f"no run with a report under {base}")
+        run_dir = candidates[-1]
+    else:
+        run_dir = Path(run) if Path(run).exists() else base / run
+    doc = report.load(run_dir)
+    report.write(doc, run_dir if run_dir.is_dir() else run_dir.parent)
+    if as_json:
+        _emit_json(doc)
+    else:
+        out.print(report.markdown(doc), markup=False, soft_wrap=True)
+        out.print(f"report: {(run_dir if run_dir.is_dir() else run_dir.parent) / 'report.html'}")
+    raise typer.Exit(report.exit_code(doc))
 
 
 def main() -> None:

@@ -16,7 +16,22 @@ from provision.errors import ProvisionError
 
 PHASES = {  # role name -> phase shown to the user
     "rocm_preflight": "preflight",
+    "rocm_remove": "remove",
+    "rocm_install": "stack",
+    "torch_venv": "torch",
+    "fallback_profile": "fallback",
+    "conv_verify": "verify",
 }
+
+
+def phase_of(role: str, task_path: str, task: str) -> str | None:
+    """The user-facing phase of a task: preflight, stage, remove, driver, reboot, stack, torch, fallback, verify."""
+    if role == "rocm_install":
+        lowered = f"{task_path} {task}".lower()
+        for word in ("stage", "reboot", "driver"):
+            if word in lowered:
+                return word
+    return PHASES.get(role)
 
 
 def ansible_root() -> Path:
@@ -47,6 +62,22 @@ class HostProgress:
     finished: float | None = None
     changed: int = 0
     message: str = ""
+    phases: list[dict[str, Any]] = field(default_factory=list)  # [{name, status, start, end, message}]
+
+    def enter_phase(self, name: str, now: float) -> None:
+        if self.phases and self.phases[-1]["name"] == name and self.phases[-1]["end"] is None:
+            return
+        self.close_phase("ok", now)
+        self.phases.append({"name": name, "status": "running", "start": now, "end": None, "message": ""})
+        self.phase = name
+
+    def close_phase(self, status: str, now: float, message: str = "") -> None:
+        if self.phases and self.phases[-1]["end"] is None:
+            self.phases[-1].update(status=status, end=now, message=message)
+
+    def phase_records(self) -> list[dict[str, Any]]:
+        return [{"name": p["name"], "status": p["status"], "message": p["message"],
+                 "duration_s": round((p["end"] or p["start"]) - p["start"], 2)} for p in self.phases]
 
     @property
     def elapsed(self) -> float:
@@ -110,15 +141,17 @@ class PlaybookRun:
         if kind == "runner_on_start":
             host.started = host.started or now
             host.status, host.task = "running", task
-            host.phase = PHASES.get(role, role or host.phase)
+            host.enter_phase(phase_of(role, str(data.get("task_path") or ""), task) or host.phase, now)
         elif kind == "runner_on_ok":
             host.changed += int(bool((data.get("res") or {}).get("changed")))
         elif kind == "runner_on_failed" and not data.get("ignore_errors"):
             host.status, host.finished = "failed", now
             host.message = _message(data.get("res") or {})
+            host.close_phase("failed", now, host.message)
         elif kind == "runner_on_unreachable":
             host.status, host.finished = "unreachable", now
             host.message = _message(data.get("res") or {})
+            host.close_phase("unreachable", now, host.message)
         if self.on_change:
             self.on_change(host)
         return True
@@ -157,6 +190,7 @@ class PlaybookRun:
         for host in self.hosts.values():
             if host.status == "running":
                 host.status, host.finished = "ok", now
+                host.close_phase("ok", now)
             if host.status == "ok" and host.name in self.playbook_stats.get("dark", {}):
                 host.status = "unreachable"
         return RunResult(self.run_dir, runner.rc if runner.rc is not None else 1, runner.status, self.hosts,

@@ -1,0 +1,91 @@
+"""From a finished playbook run (host progress + set_stats data) to the per-host report document."""
+
+from __future__ import annotations
+
+import getpass
+import socket
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from provision import __version__, pins
+from provision.report import SCHEMA_VERSION, summarise
+from provision.runner import RunResult
+
+
+def _state(command: str, name: str, run: RunResult, preflight: dict[str, Any] | None,
+           verification: dict[str, Any] | None, check_mode: bool) -> tuple[str, str]:
+    host = run.hosts[name]
+    if host.status == "unreachable":
+        return "unreachable", host.message or "the host could not be reached over SSH"
+    if host.status == "failed":
+        return f"failed-at-{host.phase}", host.message or f"a task failed during {host.phase}"
+    if preflight is None:
+        return "skipped", "the run ended before this host was planned"
+    action = preflight["plan"]["action"]
+    if action == "blocked":
+        return "blocked", "; ".join(preflight["plan"]["reasons"])
+    if command == "check" or check_mode:
+        return "planned", f"would {action}" + (" (check mode: nothing changed)" if check_mode else "")
+    if command == "verify":
+        verdict = (verification or {}).get("verdict")
+        return ("done", "verification passed") if verdict == "pass" else (
+            "failed-at-verify", f"verification verdict: {verdict or 'no result'}")
+    return ("fallback-applied", "kept its ROCm stack; fallback profile applied") if action == "fallback" else (
+        "done", f"{action} finished")
+
+
+def _versions(preflight: dict[str, Any] | None) -> dict[str, Any]:
+    if not preflight:
+        return {}
+    rocm = preflight.get("rocm") or {}
+    packages = rocm.get("packages") or {}
+    return {"rocm": rocm.get("version"), "amdgpu-dkms": packages.get("amdgpu-dkms"), "torch": rocm.get("torch")}
+
+
+def build(command: str, run: RunResult, inventory: Path, started: datetime, finished: datetime, *,
+          check_mode: bool = False) -> dict[str, Any]:
+    stats = run.stats or {}
+    preflight_all: dict[str, Any] = stats.get("provision_preflight") or {}
+    after_all: dict[str, Any] = stats.get("provision_after") or {}
+    verify_all: dict[str, Any] = stats.get("provision_verify") or {}
+    hosts = []
+    for name in sorted(run.hosts):
+        progress = run.hosts[name]
+        if progress.status == "pending" and name not in preflight_all:
+            continue  # not in --limit
+        preflight = preflight_all.get(name)
+        verification = verify_all.get(name)
+        state, reason = _state(command, name, run, preflight, verification, check_mode)
+        hosts.append({
+            "name": name,
+            "state": state,
+            "reason": reason,
+            "plan": (preflight or {}).get("plan"),
+            "gpus": (preflight or {}).get("gpus", []),
+            "os": (preflight or {}).get("os"),
+            "before": _versions(preflight),
+            "after": _versions(after_all.get(name)) if name in after_all else {},
+            "phases": progress.phase_records(),
+            "changed": progress.changed,
+            "duration_s": round(progress.elapsed, 1),
+            "verification": verification,
+        })
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "tool": {"name": "rocm-provision", "version": __version__, "pins_version": pins.version()},
+        "run": {
+            "id": run.run_dir.name,
+            "command": command,
+            "inventory": str(inventory),
+            "controller": socket.gethostname(),
+            "user": getpass.getuser(),
+            "started": started.isoformat(timespec="seconds"),
+            "finished": finished.isoformat(timespec="seconds"),
+            "duration_s": round((finished - started).total_seconds(), 1),
+            "check_mode": check_mode,
+            "ansible_rc": run.rc,
+        },
+        "summary": summarise(hosts),
+        "hosts": hosts,
+    }

@@ -204,7 +204,8 @@ def _card(h: dict[str, Any]) -> str:
     return (
         f"<div class='card {_e(host_state(h))}'><h2>{_e(h['name'])}</h2>"
         f"<p class='state'>{_e(h['state'])}</p>"
-        + (f"<p>{_e(h.get('reason'))}</p>" if h.get("reason") else "")
+        + (f"<p>{_e(h.get('reason'))}</p>" if h.get("reason") and h.get("reason") != "; ".join(
+            plan.get("reasons", [])) else "")
         + f"<p>plan: <b>{_e(plan.get('action', '-'))}</b></p><ul>{items}</ul>"
         f"<p class='muted'>{gpus}</p>"
         f"<p>before: {_e(_versions(h.get('before')))}<br>after: {_e(_versions(h.get('after')))}</p>"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
@@ -388,6 +389,134 @@ class _PlanView:
         self.__dict__.update(plan)
 
 
+def _confirm_or_exit(results: dict[str, Any], yes: bool) -> None:
+    changing = sorted(n for n, r in results.items() if r["plan"]["action"] != "blocked")
+    if not changing:
+        out.print("Nothing to do: every reachable host is blocked (see the reasons above).")
+        raise typer.Exit(0)
+    if yes:
+        return
+    if not sys.stdin.isatty():
+        raise InputError("not asking for confirmation without a terminal: re-run with --yes to upgrade, "
+                         "or --check for a dry run")
+    if not typer.confirm(f"Apply these plans to {len(changing)} host(s): {', '.join(changing)}?", default=False):
+        out.print("Nothing was changed.")
+        raise typer.Exit(0)
+
+
+def _failed_last_time(inventory: Path) -> str:
+    from provision.runner import runs_dir
+
+    for run_dir in sorted(runs_dir().glob("*-upgrade"), reverse=True):
+        if not (run_dir / "report.json").is_file():
+            continue
+        doc = report.load(run_dir)
+        if Path(doc["run"]["inventory"]).resolve() != inventory.resolve():
+            continue
+        failed = [h["name"] for h in doc["hosts"] if report.host_state(h) in ("failed", "unreachable")]
+        if not failed:
+            raise InputError(f"the last upgrade of {inventory} ({run_dir.name}) had no failed host")
+        return ",".join(failed)
+    raise InputError(f"no earlier upgrade of {inventory} was found: nothing to retry")
+
+
+@app.command("upgrade")
+def upgrade(
+    hosts: Annotated[Path, typer.Option("--hosts", "-i", help="Inventory file or directory (INI or YAML).")],
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask before changing hosts.")] = False,
+    check_mode: Annotated[bool, typer.Option("--check", help="Dry run: show what would change (with diffs).")]
+    = False,
+    limit: Annotated[str | None, typer.Option(help="Only these hosts or groups (Ansible --limit pattern).")] = None,
+    forks: Annotated[int | None, typer.Option(min=1, max=500, help="Hosts worked on at once.")] = None,
+    serial: Annotated[str | None, typer.Option(help="Hosts per batch, e.g. 2 or 25% (rolling upgrade).")] = None,
+    max_fail_percent: Annotated[int | None, typer.Option(min=0, max=100,
+                                                         help="Stop the run when more hosts of a batch fail.")]
+    = None,
+    retry_failed: Annotated[bool, typer.Option("--retry-failed",
+                                               help="Only the hosts that failed or were unreachable last time.")]
+    = False,
+) -> None:
+    """Upgrade every host to its plan: ROCm 7.0 + PyTorch 2.8.0, or the MIOpen fallback profile; then verify.
+
+    Validates the inventory (exit 2 on problems), runs the read-only preflight, shows each host's plan and
+    asks before changing anything (unless --yes). Live progress per host; a report (HTML, Markdown, JSON,
+    JUnit) is written to the run directory. Exit 0: every host done, fallback-applied or blocked as planned;
+    1: a host failed or was unreachable (`--retry-failed` re-runs just those); 2: usage or validation error.
+
+    Examples:
+
+        provision upgrade --hosts lab.ini
+
+        provision upgrade --hosts lab.ini --check
+
+        provision upgrade --hosts lab.ini --yes --serial 25% --max-fail-percent 10
+    """
+    from provision.inventory import load_lab
+    from provision.progress import ProgressView
+    from provision.runner import PlaybookRun
+
+    lab = load_lab(hosts)
+    if retry_failed:
+        if limit:
+            raise InputError("--retry-failed chooses the hosts itself; drop --limit")
+        limit = _failed_last_time(hosts)
+        out.print(f"retrying: {limit}")
+    results, pre = _run_preflight(hosts, [h.name for h in lab.hosts], limit, forks)
+    _print_preflight(results, pre)
+    if any(h.status in ("failed", "unreachable") for h in pre.hosts.values()):
+        out.print("[yellow]Some hosts could not be preflighted; they are left out of this run.[/yellow]")
+    if not check_mode:
+        _confirm_or_exit(results, yes)
+    extravars: dict[str, Any] = {}
+    if serial:
+        extravars["provision_serial"] = serial
+    if max_fail_percent is not None:
+        extravars["provision_max_fail_percent"] = max_fail_percent
+    started = datetime.now(UTC)
+    run = PlaybookRun("upgrade.yml", hosts, hosts=[h.name for h in lab.hosts], limit=limit, forks=forks,
+                      extravars=extravars, check=check_mode)
+    with ProgressView(run.hosts, "upgrade" + (" (check mode)" if check_mode else ""), err) as view:
+        run.on_change = view.update
+        result = run.run()
+    doc = outcome.build("upgrade", result, hosts, started, datetime.now(UTC), check_mode=check_mode)
+    report.write(doc, result.run_dir)
+    out.print(report.markdown(doc).split("\n## ")[0], markup=False, soft_wrap=True)
+    out.print(f"report: {result.run_dir / 'report.html'}")
+    if result.interrupted:
+        err.print("interrupted: each host's state is in the report; `provision upgrade` resumes from there")
+        raise typer.Exit(130)
+    raise typer.Exit(report.exit_code(doc))
+
+
+@app.command("verify")
+def verify(
+    hosts: Annotated[Path, typer.Option("--hosts", "-i", help="Inventory file or directory (INI or YAML).")],
+    limit: Annotated[str | None, typer.Option(help="Only these hosts or groups (Ansible --limit pattern).")] = None,
+    forks: Annotated[int | None, typer.Option(min=1, max=500, help="Hosts worked on at once.")] = None,
+) -> None:
+    """Run the crash-isolated convolution verification suite on every host and report per host and per case.
+
+    Changes nothing but the suite's own files under /opt/rocm-provision. Exit 0 when every host passes.
+
+    Example: `provision verify --hosts lab.ini`
+    """
+    from provision.inventory import load_lab
+    from provision.progress import ProgressView
+    from provision.runner import PlaybookRun
+
+    lab = load_lab(hosts)
+    started = datetime.now(UTC)
+    run = PlaybookRun("verify.yml", hosts, hosts=[h.name for h in lab.hosts], limit=limit, forks=forks)
+    with ProgressView(run.hosts, "verify", err) as view:
+        run.on_change = view.update
+        result = run.run()
+    doc = outcome.build("verify", result, hosts, started, datetime.now(UTC))
+    report.write(doc, result.run_dir)
+    out.print(report.markdown(doc).split("\n## ")[0], markup=False, soft_wrap=True)
+    out.print(f"report: {result.run_dir / 'report.html'}")
+    raise typer.Exit(130 if result.interrupted else report.exit_code(doc))
+
+
 @app.command("report")
 def report_cmd(
     run: Annotated[str, typer.Argument(help="A run directory, a run id under the runs directory, or `latest`.")]
@@ -421,8 +550,13 @@ def report_cmd(
     raise typer.Exit(report.exit_code(doc))
 
 
+def _raise_interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def main() -> None:
     """Console-script entry point: turn expected errors into a message and an exit code, never a traceback."""
+    signal.signal(signal.SIGTERM, _raise_interrupt)  # SIGTERM stops a run as cleanly as Ctrl-C does
     try:
         code = app(standalone_mode=False)  # with standalone_mode off, click returns typer.Exit codes
         sys.exit(code if isinstance(code, int) else 0)

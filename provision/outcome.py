@@ -35,12 +35,17 @@ def _state(command: str, name: str, run: RunResult, preflight: dict[str, Any] | 
         "done", f"{action} finished")
 
 
-def _versions(preflight: dict[str, Any] | None) -> dict[str, Any]:
-    if not preflight:
-        return {}
-    rocm = preflight.get("rocm") or {}
+def _versions(rocm: dict[str, Any] | None, verification: dict[str, Any] | None = None) -> dict[str, Any]:
+    """ROCm / driver versions from preflight's `rocm` block or the after-run facts; torch from verification."""
+    rocm = rocm or {}
     packages = rocm.get("packages") or {}
-    return {"rocm": rocm.get("version"), "amdgpu-dkms": packages.get("amdgpu-dkms"), "torch": rocm.get("torch")}
+    version = rocm.get("version")
+    if version is None and packages:
+        from provision.preflight import rocm_state
+
+        version = rocm_state({"packages": packages, "rocm": rocm.get("rocm") or {}}).version
+    torch = ((verification or {}).get("torch") or {}).get("version")
+    return {k: v for k, v in {"rocm": version, "amdgpu-dkms": packages.get("amdgpu-dkms"), "torch": torch}.items() if v}
 
 
 def build(command: str, run: RunResult, inventory: Path, started: datetime, finished: datetime, *,
@@ -64,8 +69,8 @@ def build(command: str, run: RunResult, inventory: Path, started: datetime, fini
             "plan": (preflight or {}).get("plan"),
             "gpus": (preflight or {}).get("gpus", []),
             "os": (preflight or {}).get("os"),
-            "before": _versions(preflight),
-            "after": _versions(after_all.get(name)) if name in after_all else {},
+            "before": _versions((preflight or {}).get("rocm")),
+            "after": _versions(after_all.get(name), verification) if name in after_all else {},
             "phases": progress.phase_records(),
             "changed": progress.changed,
             "duration_s": round(progress.elapsed, 1),

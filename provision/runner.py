@@ -94,6 +94,7 @@ class RunResult:
     hosts: dict[str, HostProgress]
     stats: dict[str, Any] = field(default_factory=dict)  # set_stats data (artifact_data)
     playbook_stats: dict[str, Any] = field(default_factory=dict)
+    interrupted: bool = False
 
 
 class PlaybookRun:
@@ -114,6 +115,7 @@ class PlaybookRun:
         self.playbook_stats: dict[str, Any] = {}
         self._lock = threading.Lock()
         self._cancel = threading.Event()
+        self.interrupted = False
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
         self.run_dir = runs_dir() / f"{stamp}-{Path(playbook).stem}"
 
@@ -185,8 +187,25 @@ class PlaybookRun:
             quiet=True,
             suppress_env_files=True,
         )
-        thread.join()
+        try:
+            while thread.is_alive():
+                thread.join(timeout=0.2)
+        except KeyboardInterrupt:
+            # Ctrl-C / SIGTERM: let ansible-runner stop ansible-playbook, then record where each host stood.
+            self.interrupted = True
+            self._cancel.set()
+            while thread.is_alive():
+                try:
+                    thread.join(timeout=0.5)
+                except KeyboardInterrupt:
+                    continue
         now = time.monotonic()
+        if self.interrupted:
+            for host in self.hosts.values():
+                if host.status == "running":
+                    host.status, host.finished = "failed", now
+                    host.message = f"interrupted during {host.phase} ({host.task})"
+                    host.close_phase("failed", now, host.message)
         for host in self.hosts.values():
             if host.status == "running":
                 host.status, host.finished = "ok", now
@@ -194,7 +213,7 @@ class PlaybookRun:
             if host.status == "ok" and host.name in self.playbook_stats.get("dark", {}):
                 host.status = "unreachable"
         return RunResult(self.run_dir, runner.rc if runner.rc is not None else 1, runner.status, self.hosts,
-                         self.stats, self.playbook_stats)
+                         self.stats, self.playbook_stats, self.interrupted)
 
 
 def _message(res: dict[str, Any]) -> str:

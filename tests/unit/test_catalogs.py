@@ -97,3 +97,31 @@ def test_pins_match_the_reference_facts() -> None:
     assert {p["name"] for p in pins.torch()["packages"]} == {"torch", "torchvision", "torchaudio",
                                                              "pytorch_triton_rocm"}
     assert all("cp312" in p["file"] for p in pins.torch()["packages"])
+
+
+def test_convcheck_workaround_ladder_uses_only_real_variables() -> None:
+    """The suite ships its own ladder (it runs on hosts without PyYAML); every name must be in the catalog."""
+    import json
+    from pathlib import Path
+
+    import provision.convcheck
+
+    ladder = json.loads((Path(provision.convcheck.__file__).parent / "workarounds.json").read_text())
+    names = set()
+
+    def walk(node: object) -> None:
+        if isinstance(node, dict):
+            for key, value in node.items():
+                if isinstance(key, str) and key.startswith("MIOPEN_"):
+                    names.add(key)
+                walk(value)
+        elif isinstance(node, list):
+            for item in node:
+                walk(item)
+        elif isinstance(node, str) and node.startswith("MIOPEN_"):
+            names.add(node.split("=")[0])
+
+    walk(ladder)
+    assert names, "no MIOPEN_ variable found in workarounds.json"
+    unknown = sorted(n for n in names if env_catalog().get(n) is None)
+    assert not unknown, unknown

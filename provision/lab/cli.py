@@ -62,6 +62,56 @@ def up(
 
 
 @app.command()
+def add(
+    host: list[str] = typer.Option(..., "--host", help="NAME=TEMPLATE@ADDRESS, e.g. "
+                                   "m-navi10=ws-navi10@127.0.0.40 (repeatable)."),
+    json_out: bool = typer.Option(False, "--json", help="Print the hosts as JSON (for scripts such as Molecule)."),
+    lab_dir: Path | None = LabDirOption,
+) -> None:
+    """Add hosts made from a template under their own name and address; the lab's other hosts stay as they are.
+
+    Reuses the lab dir's cached base image and its mirror (started if needed). A host that is already running
+    and was built from the same inputs is kept; `provision lab rm NAME` removes one."""
+    requests = []
+    for item in host:
+        name, _, rest = item.partition("=")
+        template, _, address = rest.partition("@")
+        if not (name and template and address):
+            err_console.print(f"[bold red]error:[/bold red] --host {item!r} is not NAME=TEMPLATE@ADDRESS")
+            raise SystemExit(2)
+        requests.append((name, template, address))
+    try:
+        result = _lab(lab_dir, verbose=not json_out).add(requests)
+    except ProvisionError as exc:
+        raise _fail(exc) from None
+    if json_out:
+        console.print_json(data={
+            "inventory": str(result.inventory), "base_url": result.base_url,
+            "hosts": [{"name": h.name, "address": h.address, "container": h.container, "reused": h.reused}
+                      for h in result.hosts]})
+        return
+    for info in result.hosts:
+        console.print(f"[bold]{info.name}[/bold]  {info.address}:2222  ({'kept' if info.reused else 'new'})")
+    console.print(f"inventory: {result.inventory}")
+
+
+@app.command()
+def rm(
+    names: list[str] = typer.Argument(..., help="Host names to remove."),
+    lab_dir: Path | None = LabDirOption,
+) -> None:
+    """Remove only the named hosts; the mirror, the cached image and the other hosts stay."""
+    try:
+        removed = _lab(lab_dir, verbose=False).remove(names)
+    except ProvisionError as exc:
+        raise _fail(exc) from None
+    for name in removed:
+        console.print(f"removed host {name}")
+    if not removed:
+        console.print("no such host is running; nothing to remove")
+
+
+@app.command()
 def status(lab_dir: Path | None = LabDirOption) -> None:
     """Show whether the lab is up: mirror, each host's container and sshd. Exit 1 when it is not up."""
     try:

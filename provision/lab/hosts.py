@@ -5,6 +5,8 @@ from __future__ import annotations
 import hashlib
 import ipaddress
 import json
+import re
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
 from typing import Literal
 
@@ -40,6 +42,7 @@ class HostSpec:
     address: str = ""
     cpu_name: str = "AMD Ryzen 9 5950X 16-Core Processor"
     cpu_cores: int = 16
+    template: str = ""  # the TEMPLATES entry a renamed host (`named_hosts`) was made from; "" = its own name
 
     def describe(self) -> str:
         bits = [OS_LABEL[self.os], describe(self.gpus), BEFORE_LABEL[self.before]]
@@ -51,6 +54,7 @@ class HostSpec:
 
     def to_json(self) -> dict[str, object]:
         data = asdict(self)
+        data.pop("template")  # bookkeeping only: the other fields say what the host is
         data["gpus"] = [slot.declaration() for slot in self.gpus]
         data["cpu"] = {"name": data.pop("cpu_name"), "cores": data.pop("cpu_cores"), "clock_mhz": 4500}
         data["description"] = self.describe()
@@ -91,4 +95,23 @@ def default_hosts(count: int, first_address: str) -> list[HostSpec]:
         round_ = index // len(TEMPLATES)
         name = template.name if round_ == 0 else f"{template.name}-{round_ + 1}"
         specs.append(replace(template, name=name, address=str(first + index)))
+    return specs
+
+
+def named_hosts(requests: Sequence[tuple[str, str, str]]) -> list[HostSpec]:
+    """Hosts `(name, template, address)`: a template's before-state under another name and address."""
+    by_name = {t.name: t for t in TEMPLATES}
+    specs: list[HostSpec] = []
+    for name, template, address in requests:
+        if template not in by_name:
+            raise LabUsageError(f"unknown host template {template!r}; pick one of {', '.join(by_name)}")
+        if not re.fullmatch(r"[a-z0-9][a-z0-9-]{0,62}", name):
+            raise LabUsageError(f"host name {name!r} must be lowercase letters, digits and dashes")
+        default_hosts(1, address)  # the same address checks as `up`
+        specs.append(replace(by_name[template], name=name, address=address,
+                             template="" if name == template else template))
+    names = [s.name for s in specs]
+    addresses = [s.address for s in specs]
+    if len(set(names)) != len(names) or len(set(addresses)) != len(addresses):
+        raise LabUsageError("each added host needs its own name and address")
     return specs

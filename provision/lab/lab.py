@@ -6,15 +6,15 @@ import hashlib
 import json
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from provision.lab import image, mirror, seed, ssh
-from provision.lab.errors import LabError
-from provision.lab.hosts import SSH_PORT, HostSpec, default_hosts
+from provision.lab.errors import LabError, LabUsageError
+from provision.lab.hosts import SSH_PORT, HostSpec, default_hosts, named_hosts
 from provision.lab.inventory import InventoryInput, render
 from provision.lab.paths import LabPaths
 from provision.lab.podman import LABEL_HOST, LABEL_LAB, Podman
@@ -99,7 +99,49 @@ class Lab:
 
     # -- up -----------------------------------------------------------------------------------------------
     def up(self, hosts: int = 4, first_address: str = "127.0.0.2", mirror_port: int | None = None) -> UpResult:
-        specs = default_hosts(hosts, first_address)
+        return self._bring_up(default_hosts(hosts, first_address), mirror_port, prune=True)
+
+    def add(self, requests: Sequence[tuple[str, str, str]], mirror_port: int | None = None) -> UpResult:
+        """Add (or keep) hosts `(name, template, address)` next to the lab's other hosts, which stay as they are.
+
+        Shares the lab dir's base image and mirror (started if needed). Molecule's shared create step uses it."""
+        specs = named_hosts(requests)
+        others = [h for h in self.load_state().get("hosts", []) if h["name"] not in {s.name for s in specs}]
+        busy = {h["address"]: h["name"] for h in others}
+        for spec in specs:
+            if spec.address in busy:
+                raise LabUsageError(f"{spec.address} is already used by lab host {busy[spec.address]}")
+        return self._bring_up(specs, mirror_port, prune=False)
+
+    def remove(self, names: Sequence[str]) -> list[str]:
+        """Remove the named hosts only; the mirror, the image and every other host stay. Returns what went."""
+        state = self.load_state()
+        if not self.paths.root.exists():
+            return []
+        podman = Podman(self.paths.containers_conf)
+        removed = []
+        for container in podman.containers(self.paths.lab_id):
+            host = str(container.get("Labels", {}).get(LABEL_HOST))
+            if host in names:
+                podman.run(["rm", "-f", "-t", "0", str(container["Id"])], what=f"removing lab host {host}")
+                removed.append(host)
+        for name in names:
+            if (self.paths.hosts / name).is_dir():
+                shutil.rmtree(self.paths.hosts / name)
+        if state.get("hosts"):
+            state["hosts"] = [h for h in state["hosts"] if h["name"] not in names]
+            self._save_state(state)
+            specs = self._state_specs(state)
+            keep = {f"[{s.address}]:{SSH_PORT} " for s in specs}
+            if self.paths.known_hosts.exists():
+                lines = [ln for ln in self.paths.known_hosts.read_text().splitlines()
+                         if any(ln.startswith(k) for k in keep)]
+                self.paths.known_hosts.write_text("".join(f"{ln}\n" for ln in lines))
+            if self.paths.inventory.exists():
+                self.paths.inventory.write_text(self._inventory(specs, state))
+        return removed
+
+    def _bring_up(self, specs: list[HostSpec], mirror_port: int | None, prune: bool) -> UpResult:
         self.paths.root.mkdir(parents=True, exist_ok=True)
         podman = Podman(self.paths.containers_conf)
         state = self.load_state()
@@ -134,18 +176,21 @@ class Lab:
 
         public_key = ssh.ensure_key(self.paths.ssh_key)
         t0 = time.monotonic()
-        infos = self._hosts(podman, specs, images, base_url, public_key)
+        infos = self._hosts(podman, specs, images, base_url, public_key, prune)
         timings["hosts"] = time.monotonic() - t0
 
-        self._write_known_hosts(podman, specs)
-        inventory = render(InventoryInput(specs, base_url, built.fingerprint, f"{base_url}/{mirror.KEY_PATH}",
-                                          self.paths.ssh_key, self.paths.known_hosts, self.paths.root,
-                                          wheel_set.torch_version))
-        self.paths.inventory.write_text(inventory)
-        state["hosts"] = [{"name": i.name, "address": i.address, "container": i.container, "os": i.os,
-                           "description": i.description, "gpus": i.gpus} for i in infos]
+        entries = [{"name": i.name, "address": i.address, "container": i.container, "os": i.os,
+                    "description": i.description, "gpus": i.gpus, "template": spec.template or spec.name}
+                   for i, spec in zip(infos, specs, strict=True)]
+        if not prune:
+            mine = {e["name"] for e in entries}
+            entries = [h for h in state.get("hosts", []) if h["name"] not in mine] + entries
+        state["hosts"] = entries
         state["inventory"] = str(self.paths.inventory)
         state["torch_version"] = wheel_set.torch_version
+        all_specs = self._state_specs(state) if not prune else specs
+        self._write_known_hosts(podman, all_specs)
+        self.paths.inventory.write_text(self._inventory(all_specs, state))
         self._save_state(state)
         timings["total"] = time.monotonic() - start
         return UpResult(self.paths.inventory, base_url, infos, timings, notes)
@@ -170,12 +215,30 @@ class Lab:
         base, built = image.ensure_base_image(podman, self.paths.images)
         return {kind: image.ensure_os_image(podman, base, kind) for kind in {s.os for s in specs}}, built
 
+    def _state_specs(self, state: dict[str, Any]) -> list[HostSpec]:
+        """The specs of the hosts recorded in the state (for the inventory and known_hosts of `add`/`remove`)."""
+        specs = []
+        for host in state.get("hosts", []):
+            template = host.get("template") or host["name"]
+            try:
+                specs.append(named_hosts([(host["name"], template, host["address"])])[0])
+            except LabUsageError:
+                continue
+        return specs
+
+    def _inventory(self, specs: list[HostSpec], state: dict[str, Any]) -> str:
+        base_url = str((state.get("mirror") or {}).get("url"))
+        key = state.get("key") or {}
+        return render(InventoryInput(specs, base_url, str(key.get("fingerprint")), str(key.get("url")),
+                                     self.paths.ssh_key, self.paths.known_hosts, self.paths.root,
+                                     state.get("torch_version")))
+
     def _hosts(self, podman: Podman, specs: list[HostSpec], images: dict[str, str], base_url: str,
-               public_key: str) -> list[HostInfo]:
+               public_key: str, prune: bool = True) -> list[HostInfo]:
         existing = {str(c.get("Labels", {}).get(LABEL_HOST)): c for c in podman.containers(self.paths.lab_id)}
         wanted = {s.name for s in specs}
         for name, container in existing.items():
-            if name not in wanted:
+            if prune and name not in wanted:
                 podman.run(["rm", "-f", "-t", "0", str(container["Id"])], what=f"removing lab host {name}")
         todo: list[HostSpec] = []
         infos: dict[str, HostInfo] = {}

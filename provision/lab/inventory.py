@@ -78,6 +78,8 @@ def render(inp: InventoryInput) -> str:
         f"provision_sysfs_root={SYSFS_ROOT}",
         "# Lab hosts have no GPU: the verification suite runs its cases on the CPU and says so in its report.",
         "provision_verify_device=cpu",
+        "# The stand-in packages are tiny: the preflight asks for 1 GiB free under /opt instead of 30.",
+        'rocm_preflight_min_free_gib={"/opt": 1}',
         "",
     ]
     return "\n".join(out)

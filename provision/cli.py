@@ -475,6 +475,7 @@ def upgrade(
     started = datetime.now(UTC)
     run = PlaybookRun("upgrade.yml", hosts, hosts=[h.name for h in lab.hosts], limit=limit, forks=forks,
                       extravars=extravars, check=check_mode)
+    run.extravars["conv_verify_fetch_dir"] = str(run.run_dir / "verify")
     with ProgressView(run.hosts, "upgrade" + (" (check mode)" if check_mode else ""), err) as view:
         run.on_change = view.update
         result = run.run()
@@ -507,6 +508,7 @@ def verify(
     lab = load_lab(hosts)
     started = datetime.now(UTC)
     run = PlaybookRun("verify.yml", hosts, hosts=[h.name for h in lab.hosts], limit=limit, forks=forks)
+    run.extravars["conv_verify_fetch_dir"] = str(run.run_dir / "verify")
     with ProgressView(run.hosts, "verify", err) as view:
         run.on_change = view.update
         result = run.run()

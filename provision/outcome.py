@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import getpass
+import json
 import socket
 from datetime import datetime
 from pathlib import Path
@@ -48,6 +49,32 @@ def _versions(rocm: dict[str, Any] | None, verification: dict[str, Any] | None =
     return {k: v for k, v in {"rocm": version, "amdgpu-dkms": packages.get("amdgpu-dkms"), "torch": torch}.items() if v}
 
 
+def _verification(stats: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The host's verification: the suite's own JSON (fetched to the controller) when it is there."""
+    if not stats:
+        return None
+    path = Path(str(stats.get("json") or ""))
+    doc: dict[str, Any] = {}
+    if path.is_file():
+        try:
+            doc = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            doc = {}
+    keep = ("name", "status", "time_s", "tflops", "peak_fraction", "error", "reproducible")
+    return {
+        "verdict": doc.get("verdict", stats.get("verdict")),
+        "summary": doc.get("summary") or {"pass": stats.get("passed"), "fail": stats.get("failed"),
+                                          "crash": stats.get("crashed")},
+        "device": doc.get("device"),
+        "torch": doc.get("torch") or stats.get("torch"),
+        "gpus": doc.get("gpus", []),
+        "conv_library": doc.get("conv_library"),
+        "env": doc.get("env", {}),
+        "json": str(path) if path.is_file() else None,
+        "cases": [{k: c.get(k) for k in keep} for c in doc.get("cases", [])],
+    }
+
+
 def build(command: str, run: RunResult, inventory: Path, started: datetime, finished: datetime, *,
           check_mode: bool = False) -> dict[str, Any]:
     stats = run.stats or {}
@@ -60,7 +87,7 @@ def build(command: str, run: RunResult, inventory: Path, started: datetime, fini
         if progress.status == "pending" and name not in preflight_all:
             continue  # not in --limit
         preflight = preflight_all.get(name)
-        verification = verify_all.get(name)
+        verification = _verification(verify_all.get(name))
         state, reason = _state(command, name, run, preflight, verification, check_mode)
         hosts.append({
             "name": name,

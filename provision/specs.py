@@ -52,6 +52,7 @@ ALLOWED: dict[str, str] = {
     "torch_packages": "a list of {name, version} mappings (optional sha256, file)",
     "sysfs_root": "an absolute path (real hosts: /sys)",
     "verify_profile": "quick or full",
+    "verify_venv": "an absolute path of a venv with torch (default: provision_venv)",
     "verify_device": "auto (the GPU, or fail when there is none), cuda (a GPU through torch.cuda, ROCm or CUDA) or cpu",
 }
 
@@ -171,6 +172,7 @@ class HostSpec(BaseModel):
     torch_packages: list[TorchPackage] = Field(default_factory=_default_packages)
     sysfs_root: AbsPath = "/sys"
     verify_profile: Literal["quick", "full"] = "quick"
+    verify_venv: AbsPath | None = None
     verify_device: Literal["auto", "cuda", "cpu"] = "auto"
 
     @field_validator("mode", "verify_profile", "verify_device", mode="before")

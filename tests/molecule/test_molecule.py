@@ -2,7 +2,7 @@
 
 Role scenarios run from their role's directory, top-level ones from the repository root. All share one lab
 dir ($PROVISION_MOLECULE_LAB_DIR, default <repo>/.lab/molecule): one cached base image and one mirror, each
-scenario on its own loopback addresses (127.0.0.50-59). The lab is taken down at the end.
+scenario on its own loopback addresses (127.0.0.50-69). The lab is taken down at the end.
 """
 
 from __future__ import annotations
@@ -22,9 +22,14 @@ BIN = Path(sys.executable).parent
 DURATIONS: list[str] = []
 
 SCENARIOS = [
+    pytest.param(REPO / "roles" / "rocm_preflight", "default", id="rocm_preflight/default"),
     pytest.param(REPO / "roles" / "rocm_remove", "default", id="rocm_remove/default"),
     pytest.param(REPO / "roles" / "rocm_install", "default", id="rocm_install/default"),
+    pytest.param(REPO / "roles" / "torch_venv", "default", id="torch_venv/default"),
+    pytest.param(REPO / "roles" / "fallback_profile", "default", id="fallback_profile/default"),
+    pytest.param(REPO / "roles" / "conv_verify", "default", id="conv_verify/default"),
     pytest.param(REPO, "upgrade-52-to-70", id="upgrade-52-to-70"),
+    pytest.param(REPO, "fallback-gfx1010", id="fallback-gfx1010"),
 ]
 
 pytestmark = [pytest.mark.lab, pytest.mark.slow]

@@ -328,22 +328,35 @@ def demo(
     lab_dir: Annotated[Path | None, typer.Option(help="Lab state directory (default ~/.cache/rocm-provision/lab).")]
     = None,
 ) -> None:
-    """Rehearse on the container lab: bring up simulated GPU workstations, then preflight them over SSH.
+    """Rehearse the whole upgrade on the container lab, then show the report.
 
-    The lab's hosts carry an RX 5600 XT under an HSA_OVERRIDE_GFX_VERSION, a PRO W6800 on (simulated)
-    Ubuntu 24.04, an RX 7900 XTX with an iGPU on Debian 12, and a fresh MI210, each with the ROCm 5.2
-    install a real lab would have. Run `provision lab down` to remove it all.
+    Brings up simulated GPU workstations: an RX 5600 XT under an HSA_OVERRIDE_GFX_VERSION with ROCm 5.2
+    from amdgpu-install, a PRO W6800 on (simulated) Ubuntu 24.04, an RX 7900 XTX with an iGPU on Debian 12,
+    and a fresh MI210; then runs `provision upgrade --yes` on them: real SSH, real apt against a signed
+    mirror, real pip, the convolution suite on the CPU (containers have no GPU). Run it again to see a
+    converged fleet; `provision lab down` removes it all.
 
     Example: `provision demo`
     """
     from provision.lab import cli as lab_cli
+    from provision.progress import ProgressView
+    from provision.runner import PlaybookRun
 
     lab_cli.up(hosts=hosts, first_address="127.0.0.2", mirror_port=None, lab_dir=lab_dir)
     status = lab_cli._lab(lab_dir, verbose=False).status()
     if status.inventory is None:
         raise ProvisionError("the lab came up without an inventory; run `provision lab status`")
-    out.print(f"\n[bold]provision check --hosts {status.inventory}[/bold]")
-    check(hosts=status.inventory, limit=None, forks=None, as_json=False)
+    lab = __import__("provision.inventory", fromlist=["load_lab"]).load_lab(status.inventory)
+    users_venv = Path(lab_cli.__file__).with_name("playbooks") / "users_venv.yml"
+    prep = PlaybookRun(str(users_venv), status.inventory, hosts=[h.name for h in lab.hosts])
+    with ProgressView(prep.hosts, "lab: stand-in users' venvs on fallback hosts", err) as view:
+        prep.on_change = view.update
+        done = prep.run()
+    if done.rc != 0:
+        raise ProvisionError(f"preparing the lab's users' venvs failed; see {done.run_dir}")
+    out.print(f"\n[bold]provision upgrade --hosts {status.inventory} --yes[/bold]")
+    upgrade(hosts=status.inventory, yes=True, check_mode=False, limit=None, forks=None, serial=None,
+            max_fail_percent=None, retry_failed=False)
 
 
 def _run_preflight(inventory: Path, names: list[str], limit: str | None, forks: int | None) -> tuple[dict, Any]:

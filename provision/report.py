@@ -137,7 +137,9 @@ def markdown(report: dict[str, Any]) -> str:
         vtext = "-"
         if verification:
             s = verification.get("summary") or {}
-            vtext = f"{verification.get('verdict')} ({s.get('pass', 0)}/{s.get('total', 0)} pass)"
+            where = (verification.get("device") or {}).get("type")
+            on = f" on {where}" if where else ""
+            vtext = f"{verification.get('verdict')} ({s.get('pass', 0)}/{s.get('total', 0)} pass{on})"
         lines.append(
             f"| {h['name']} | **{h['state']}** | {(h.get('plan') or {}).get('action', '-')} | {gpus} | "
             f"{_versions(h.get('before'))} | {_versions(h.get('after'))} | {vtext} | {h.get('changed', 0)} | "
@@ -199,7 +201,9 @@ def _card(h: dict[str, Any]) -> str:
     vline = ""
     if verification:
         s = verification.get("summary") or {}
-        vline = (f"<p>verification: <b>{_e(verification.get('verdict'))}</b> — {_e(s.get('pass', 0))} pass, "
+        where = ((verification.get("device") or {}).get("type") or "")
+        vline = (f"<p>verification{' on ' + _e(where) if where else ''}: <b>{_e(verification.get('verdict'))}</b>"
+                 f" — {_e(s.get('pass', 0))} pass, "
                  f"{_e(s.get('fail', 0))} fail, {_e(s.get('crash', 0))} crash of {_e(s.get('total', 0))}</p>")
     return (
         f"<div class='card {_e(host_state(h))}'><h2>{_e(h['name'])}</h2>"

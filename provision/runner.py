@@ -175,7 +175,7 @@ class PlaybookRun:
         thread, runner = ansible_runner.run_async(
             private_data_dir=str(self.run_dir),
             project_dir=str(root / "playbooks"),
-            playbook=str(root / "playbooks" / self.playbook),
+            playbook=self.playbook if Path(self.playbook).is_absolute() else str(root / "playbooks" / self.playbook),
             inventory=str(self.inventory),
             limit=self.limit,
             forks=self.forks,

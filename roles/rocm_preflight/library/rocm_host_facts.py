@@ -95,7 +95,7 @@ def dpkg_packages(module):
     packages = {}
     for line in out.splitlines():
         parts = line.split("\t")
-        if len(parts) == 3 and parts[2].startswith("ii"):
+        if len(parts) == 3 and parts[2][1:2] == "i":  # installed, whether held (hi) or not (ii)
             packages[parts[0]] = parts[1]
     return packages
 

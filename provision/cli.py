@@ -418,19 +418,26 @@ def _confirm_or_exit(results: dict[str, Any], yes: bool) -> None:
 
 
 def _failed_last_time(inventory: Path) -> str:
+    """Hosts whose most recent upgrade (in any earlier run on this inventory) failed or was unreachable."""
     from provision.runner import runs_dir
 
+    latest: dict[str, str] = {}
+    seen_run = False
     for run_dir in sorted(runs_dir().glob("*-upgrade"), reverse=True):
         if not (run_dir / "report.json").is_file():
             continue
         doc = report.load(run_dir)
-        if Path(doc["run"]["inventory"]).resolve() != inventory.resolve():
+        if Path(doc["run"]["inventory"]).resolve() != inventory.resolve() or doc["run"].get("check_mode"):
             continue
-        failed = [h["name"] for h in doc["hosts"] if report.host_state(h) in ("failed", "unreachable")]
-        if not failed:
-            raise InputError(f"the last upgrade of {inventory} ({run_dir.name}) had no failed host")
-        return ",".join(failed)
-    raise InputError(f"no earlier upgrade of {inventory} was found: nothing to retry")
+        seen_run = True
+        for host in doc["hosts"]:
+            latest.setdefault(host["name"], report.host_state(host))
+    if not seen_run:
+        raise InputError(f"no earlier upgrade of {inventory} was found: nothing to retry")
+    failed = sorted(name for name, state in latest.items() if state in ("failed", "unreachable"))
+    if not failed:
+        raise InputError(f"no host of {inventory} failed in its last upgrade: nothing to retry")
+    return ",".join(failed)
 
 
 @app.command("upgrade")

@@ -30,6 +30,7 @@ SCENARIOS = [
     pytest.param(REPO / "roles" / "conv_verify", "default", id="conv_verify/default"),
     pytest.param(REPO, "upgrade-52-to-70", id="upgrade-52-to-70"),
     pytest.param(REPO, "fallback-gfx1010", id="fallback-gfx1010"),
+    pytest.param(REPO, "fresh-workstation", id="fresh-workstation"),
 ]
 
 pytestmark = [pytest.mark.lab, pytest.mark.slow]

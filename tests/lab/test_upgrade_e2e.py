@@ -30,6 +30,15 @@ def latest_report(runs: Path, command: str) -> dict:
     return json.loads((run_dir / "report.json").read_text())
 
 
+def users_venv(inventory: Path, host: str) -> None:
+    """The fallback host verifies in its users' venv: the lab's stand-in for it (as `provision demo` does)."""
+    playbook = Path(sys.executable).with_name("ansible-playbook")
+    done = subprocess.run([str(playbook), "-i", str(inventory), "--limit", host,
+                           str(Path(__file__).parents[2] / "provision" / "lab" / "playbooks" / "users_venv.yml")],
+                          capture_output=True, text=True, timeout=600, check=False, cwd=Path(__file__).parents[2])
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
+
+
 @pytest.fixture(scope="module")
 def fleet(lab: LabHandle, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[LabHandle, Path, Path]]:
     """Fresh before-states (other modules change hosts), plus one host that does not answer."""
@@ -40,12 +49,7 @@ def fleet(lab: LabHandle, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
     inventory = tmp / "lab.ini"
     inventory.write_text(lab.inventory.read_text().replace(
         "[workstations:vars]", "ws-gone ansible_host=127.0.0.251\n\n[workstations:vars]"))
-    # the fallback host verifies in its users' venv: the lab's stand-in for it (as `provision demo` does)
-    playbook = Path(sys.executable).with_name("ansible-playbook")
-    done = subprocess.run([str(playbook), "-i", str(lab.inventory), "--limit", "ws-navi10",
-                           str(Path(__file__).parents[2] / "provision" / "lab" / "playbooks" / "users_venv.yml")],
-                          capture_output=True, text=True, timeout=600, check=False, cwd=Path(__file__).parents[2])
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
+    users_venv(lab.inventory, "ws-navi10")
     yield lab, inventory, tmp / "runs"
 
 
@@ -103,8 +107,11 @@ def test_retry_failed_after_fixing_the_host(fleet: tuple[LabHandle, Path, Path])
     lab, inventory, runs = fleet
     # "fix" ws-gone: a fifth lab host (another RX 5600 XT workstation) now answers on its address
     up = lab.lab.up(hosts=5, first_address=FIRST_ADDRESS)
-    fifth = up.hosts[-1].address
-    text = inventory.read_text().replace("ws-gone ansible_host=127.0.0.251", f"ws-gone ansible_host={fifth}")
+    fifth = up.hosts[-1]
+    users_venv(lab.inventory, fifth.name)
+    text = inventory.read_text().replace(
+        "ws-gone ansible_host=127.0.0.251",
+        f"ws-gone ansible_host={fifth.address} provision_verify_venv=/opt/venvs/lab-verify-cpu")
     inventory.write_text(text)
     result = provision("upgrade", "--hosts", str(inventory), "--yes", "--retry-failed", runs=runs)
     assert "retrying: ws-gone" in result.stdout, result.stdout + result.stderr

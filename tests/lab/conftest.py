@@ -22,19 +22,11 @@ FIRST_ADDRESS = "127.0.0.20"
 TIMINGS: list[str] = []
 
 
-@dataclass
-class LabHandle:
+class LabShell:
+    """Commands on lab hosts over the lab's own SSH key and known_hosts (needs `lab` and `addresses`)."""
+
     lab: Lab
-    result: UpResult
-    addresses: dict[str, str] = field(default_factory=dict)
-
-    @property
-    def inventory(self) -> Path:
-        return self.result.inventory
-
-    @property
-    def base_url(self) -> str:
-        return self.result.base_url
+    addresses: dict[str, str]
 
     def ssh(self, host: str, command: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
         paths = self.lab.paths
@@ -46,6 +38,21 @@ class LabHandle:
         done = self.ssh(host, command, timeout)
         assert done.returncode == 0, f"{host}: `{command}` failed ({done.returncode}):\n{done.stdout}\n{done.stderr}"
         return done.stdout
+
+
+@dataclass
+class LabHandle(LabShell):
+    lab: Lab
+    result: UpResult
+    addresses: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def inventory(self) -> Path:
+        return self.result.inventory
+
+    @property
+    def base_url(self) -> str:
+        return self.result.base_url
 
     def ansible(self, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
         ansible = Path(sys.executable).with_name("ansible")

@@ -21,6 +21,7 @@ from typing import Any
 import pytest
 
 from provision.lab.lab import Lab
+from tests.lab.conftest import LabShell
 
 REPO = Path(__file__).resolve().parents[2]
 PLAYBOOKS = Path(__file__).resolve().parent / "playbooks"
@@ -56,21 +57,10 @@ class Run:
 
 
 @dataclass
-class RolesLab:
+class RolesLab(LabShell):
     lab: Lab
     inventory: Path
     addresses: dict[str, str] = field(default_factory=dict)
-
-    def ssh(self, host: str, command: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-        paths = self.lab.paths
-        args = ["ssh", "-p", "2222", "-i", str(paths.ssh_key), "-o", f"UserKnownHostsFile={paths.known_hosts}",
-                "-o", "StrictHostKeyChecking=yes", "-o", "BatchMode=yes", f"root@{self.addresses[host]}", command]
-        return subprocess.run(args, capture_output=True, text=True, timeout=timeout, check=False)
-
-    def ok(self, host: str, command: str, timeout: float = 120) -> str:
-        done = self.ssh(host, command, timeout)
-        assert done.returncode == 0, f"{host}: `{command}` failed ({done.returncode}):\n{done.stdout}\n{done.stderr}"
-        return done.stdout
 
     def login_env(self, host: str) -> dict[str, str]:
         """The environment a login shell gets on `host` (bash -lc env), NUL-separated so odd values survive."""

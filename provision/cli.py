@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import sys
+import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
@@ -455,19 +457,28 @@ def upgrade(
     retry_failed: Annotated[bool, typer.Option("--retry-failed",
                                                help="Only the hosts that failed or were unreachable last time.")]
     = False,
+    reverify: Annotated[bool, typer.Option("--reverify",
+                                           help="Take the full path (verification included) on converged hosts too.")]
+    = False,
 ) -> None:
     """Upgrade every host to its plan: ROCm 7.0 + PyTorch 2.8.0, or the MIOpen fallback profile; then verify.
 
     Validates the inventory (exit 2 on problems), runs the read-only preflight, shows each host's plan and
-    asks before changing anything (unless --yes). Live progress per host; a report (HTML, Markdown, JSON,
-    JUnit) is written to the run directory. Exit 0: every host done, fallback-applied or blocked as planned;
-    1: a host failed or was unreachable (`--retry-failed` re-runs just those); 2: usage or validation error.
+    asks before changing anything (with --yes nothing is asked and the plans are in the final report).
+    Live progress per host; a report (HTML, Markdown, JSON, JUnit) is written to the run directory.
+    Exit 0: every host done, fallback-applied or blocked as planned; 1: a host failed or was unreachable
+    (`--retry-failed` re-runs just those); 2: usage or validation error.
+    A host that a verified run left as this run would leave it (same settings, pins and roles; packages,
+    profile and venv unchanged) is converged and skipped (`done`, last verified at ...); `--reverify` runs
+    the full path, verification included, anyway.
 
     Examples:
 
         provision upgrade --hosts lab.ini
 
         provision upgrade --hosts lab.ini --check
+
+        provision upgrade --hosts lab.ini --yes --reverify
 
         provision upgrade --hosts lab.ini --yes --serial 25% --max-fail-percent 10
     """
@@ -481,32 +492,61 @@ def upgrade(
             raise InputError("--retry-failed chooses the hosts itself; drop --limit")
         limit = _failed_last_time(hosts)
         out.print(f"retrying: {limit}")
-    results, pre = _run_preflight(hosts, [h.name for h in lab.hosts], limit, forks)
-    _print_preflight(results, pre)
-    if any(h.status in ("failed", "unreachable") for h in pre.hosts.values()):
-        out.print("[yellow]Some hosts could not be preflighted; they are left out of this run.[/yellow]")
-    if not check_mode:
-        _confirm_or_exit(results, yes)
+    if not yes or check_mode:
+        # The plans are shown (and confirmed) before anything changes. With --yes nobody is asked: the
+        # upgrade playbook's own preflight plans each host (same planner), which saves a whole pass over
+        # the fleet (the controller-overhead goal of bench/bench_controller.py).
+        results, pre = _run_preflight(hosts, [h.name for h in lab.hosts], limit, forks)
+        _print_preflight(results, pre)
+        if any(h.status in ("failed", "unreachable") for h in pre.hosts.values()):
+            out.print("[yellow]Some hosts could not be preflighted; they are left out of this run.[/yellow]")
+        if not check_mode:
+            _confirm_or_exit(results, yes)
     extravars: dict[str, Any] = {}
     if serial:
         extravars["provision_serial"] = serial
     if max_fail_percent is not None:
         extravars["provision_max_fail_percent"] = max_fail_percent
+    if reverify:
+        extravars["rocm_preflight_force"] = True
     started = datetime.now(UTC)
     run = PlaybookRun("upgrade.yml", hosts, hosts=[h.name for h in lab.hosts], limit=limit, forks=forks,
                       extravars=extravars, check=check_mode)
     run.extravars["conv_verify_fetch_dir"] = str(run.run_dir / "verify")
+    # the host lock's run id: unique even for runs started in the same second with different runs dirs
+    lock_id = f"{socket.gethostname()}:{run.run_dir.name}:{uuid.uuid4().hex[:8]}"
+    run.extravars["rocm_preflight_lock_run_id"] = lock_id
     with ProgressView(run.hosts, "upgrade" + (" (check mode)" if check_mode else ""), err) as view:
         run.on_change = view.update
         result = run.run()
     doc = outcome.build("upgrade", result, hosts, started, datetime.now(UTC), check_mode=check_mode)
     report.write(doc, result.run_dir)
+    if not result.interrupted and not check_mode:
+        _release_locks(hosts, lock_id, [h.name for h in result.hosts.values() if h.status == "failed"])
     out.print(report.markdown(doc).split("\n## ")[0], markup=False, soft_wrap=True)
     out.print(f"report: {result.run_dir / 'report.html'}")
     if result.interrupted:
         err.print("interrupted: each host's state is in the report; `provision upgrade` resumes from there")
         raise typer.Exit(130)
     raise typer.Exit(report.exit_code(doc))
+
+
+def _release_locks(inventory: Path, lock_id: str, failed: list[str]) -> None:
+    """Release the host lock on hosts that failed mid-run: upgrade.yml's last play never reaches them.
+
+    Only a lock with this run's id is removed. An interrupted run releases nothing: the next run from this
+    controller takes over a lock whose ansible-playbook is gone."""
+    from provision.runner import PlaybookRun
+
+    if not failed:
+        return
+    run = PlaybookRun("unlock.yml", inventory, hosts=failed, limit=",".join(failed),
+                      extravars={"rocm_preflight_lock_run_id": lock_id})
+    result = run.run()
+    stuck = sorted(n for n, h in result.hosts.items() if h.status in ("failed", "unreachable"))
+    if stuck:
+        err.print(f"[yellow]the host lock of this run could not be released on {', '.join(stuck)}; the next run "
+                  "from this controller takes it over[/yellow]")
 
 
 @app.command("verify")

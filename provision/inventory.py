@@ -21,7 +21,7 @@ from pydantic import ValidationError
 from provision.catalog import catalog, gfx_from_version
 from provision.envcatalog import env_catalog
 from provision.errors import InventoryError, Problem
-from provision.specs import ALLOWED, PREFIX, VARIABLES, HostSpec
+from provision.specs import ALLOWED, PREFIX, RUN_VARIABLES, SECRET_FIELDS, VARIABLES, HostSpec
 
 # Only file formats a user writes by hand. Script and plugin-config inventories would run code or
 # reach the network during what must be a side-effect-free validation.
@@ -31,8 +31,10 @@ _ANSIBLE_ENV = {
     "ANSIBLE_LOCALHOST_WARNING": "0",
     "ANSIBLE_INVENTORY_UNPARSED_WARNING": "0",
 }
-_HOSTNAME_RE = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9_]([A-Za-z0-9_-]{0,62})(\.[A-Za-z0-9_]([A-Za-z0-9_-]{0,62}))*\.?$")
-_USER_RE = re.compile(r"^[a-z_][a-z0-9_.-]{0,31}\$?$")
+_HOSTNAME_RE = re.compile(
+    r"^(?=.{1,253}\Z)[A-Za-z0-9_]([A-Za-z0-9_-]{0,62})(\.[A-Za-z0-9_]([A-Za-z0-9_-]{0,62}))*\.?\Z"
+)
+_USER_RE = re.compile(r"^[a-z_][a-z0-9_.-]{0,31}\$?\Z")  # \Z: `$` would let a trailing newline through
 _CONNECTIONS = {"ssh", "local", "paramiko", "paramiko_ssh", "smart", "ansible.builtin.ssh",
                 "ansible.builtin.local", "ansible.builtin.paramiko_ssh"}
 _TEMPLATE_RE = re.compile(r"\{\{|\{%")
@@ -190,7 +192,7 @@ def _validate_host(name: str, groups: list[str], hostvars: dict[str, Any], file:
     templated: list[str] = []
     settings: dict[str, Any] = {}
     for key, value in hostvars.items():
-        if not key.startswith(PREFIX) or key.startswith("provision_lab_"):
+        if not key.startswith(PREFIX) or key.startswith("provision_lab_") or key in RUN_VARIABLES:
             continue
         if key not in VARIABLES:
             close = difflib.get_close_matches(key, VARIABLES, n=1)
@@ -210,7 +212,7 @@ def _validate_host(name: str, groups: list[str], hostvars: dict[str, Any], file:
             fld = str(err["loc"][0]) if err["loc"] else ""
             var = PREFIX + fld if fld else None
             message = err["msg"].removeprefix("Value error, ")
-            value = settings.get(fld)
+            value = None if fld in SECRET_FIELDS else settings.get(fld)
             problem(var, message, value, ALLOWED.get(fld))
     if spec is not None:
         _check_env(spec, problem, warnings)

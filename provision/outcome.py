@@ -75,12 +75,36 @@ def _verification(stats: dict[str, Any] | None) -> dict[str, Any] | None:
     }
 
 
+def _converged(state: str, reason: str, converged: dict[str, Any] | None,
+               verification: dict[str, Any] | None) -> tuple[str, dict[str, Any] | None]:
+    """A converged host (nothing to do): say when it was last verified, and show that verification."""
+    if not converged or state not in ("done", "fallback-applied", "planned"):
+        return reason, verification
+    when = converged.get("verified_at") or "an earlier run"
+    if state == "planned":
+        return f"converged: nothing to do (last verified at {when})", verification
+    recorded = converged.get("verification") or {}
+    if verification is None and recorded:
+        verification = {
+            "verdict": recorded.get("verdict"),
+            "summary": {"pass": recorded.get("passed"), "fail": recorded.get("failed"),
+                        "crash": recorded.get("crashed"), "total": recorded.get("total")},
+            "device": {"type": recorded.get("device")},
+            "torch": {"version": recorded.get("torch")},
+            "gpus": [], "conv_library": None, "env": {}, "json": None, "cases": [],
+            "verified_at": converged.get("verified_at"),
+        }
+    return (f"converged: nothing changed since the run that verified it at {when} "
+            "(`provision upgrade --reverify` runs the full path again)"), verification
+
+
 def build(command: str, run: RunResult, inventory: Path, started: datetime, finished: datetime, *,
           check_mode: bool = False) -> dict[str, Any]:
     stats = run.stats or {}
     preflight_all: dict[str, Any] = stats.get("provision_preflight") or {}
     after_all: dict[str, Any] = stats.get("provision_after") or {}
     verify_all: dict[str, Any] = stats.get("provision_verify") or {}
+    converged_all: dict[str, Any] = stats.get("provision_converged") or {}
     hosts = []
     for name in sorted(run.hosts):
         progress = run.hosts[name]
@@ -89,6 +113,7 @@ def build(command: str, run: RunResult, inventory: Path, started: datetime, fini
         preflight = preflight_all.get(name)
         verification = _verification(verify_all.get(name))
         state, reason = _state(command, name, run, preflight, verification, check_mode)
+        reason, verification = _converged(state, reason, converged_all.get(name), verification)
         hosts.append({
             "name": name,
             "state": state,
@@ -100,6 +125,7 @@ def build(command: str, run: RunResult, inventory: Path, started: datetime, fini
             "after": _versions(after_all.get(name), verification) if name in after_all else {},
             "phases": progress.phase_records(),
             "changed": progress.changed,
+            "converged": name in converged_all and state in ("done", "fallback-applied", "planned"),
             "duration_s": round(progress.elapsed, 1),
             "verification": verification,
         })

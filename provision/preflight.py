@@ -59,23 +59,86 @@ def _output(raw: dict[str, Any], key: str) -> str | None:
     return None
 
 
-def checks(raw: dict[str, Any], spec: HostSpec, min_free_gib: dict[str, float]) -> tuple[list[str], list[str]]:
-    """(blocking problems, warnings) found by preflight beyond the plan itself."""
+def _size(count: float) -> str:
+    return f"{count / GIB:.1f} GiB" if count >= GIB else f"{count / 1024**2:.1f} MiB"
+
+
+def _space_problems(raw: dict[str, Any], min_free_gib: dict[str, float]) -> list[str]:
+    """One problem per file system short of what the paths on it need together (the venv and /opt may share one)."""
+    free_space = raw.get("free_space") or {}
+    by_fs: dict[Any, list[tuple[str, float, dict[str, Any]]]] = {}
+    for path, need in min_free_gib.items():
+        row = free_space.get(path)
+        if row:
+            by_fs.setdefault(row.get("device", path), []).append((path, float(need), row))
+    problems = []
+    for rows in by_fs.values():
+        need = sum(n for _, n, _ in rows)
+        free = rows[0][2]["free_bytes"]
+        if free < need * GIB:
+            mount = rows[0][2].get("mount") or rows[0][2].get("checked")
+            paths = " and ".join(f"{p} ({n:g} GiB)" for p, n, _ in rows)
+            problems.append(
+                f"not enough disk space: the file system mounted at {mount} has {_size(free)} free; "
+                f"the upgrade needs {need:g} GiB there for {paths}; free space there or set provision_venv "
+                "to a path on a larger file system"
+            )
+    return problems
+
+
+def _driver_checks(raw: dict[str, Any], spec: HostSpec) -> tuple[list[str], list[str]]:
+    """Secure Boot and kernel headers: what the amdgpu-dkms build needs (only when the driver is installed)."""
     problems: list[str] = []
     warnings: list[str] = []
-    for path, need in min_free_gib.items():
-        row = (raw.get("free_space") or {}).get(path)
-        if row and row["free_bytes"] < need * GIB:
-            problems.append(f"{path} has {row['free_bytes'] / GIB:.1f} GiB free; the upgrade needs {need:g} GiB there")
+    kernel = raw.get("kernel")
     if raw.get("secure_boot") == "enabled":
-        warnings.append("Secure Boot is on: the amdgpu-dkms module loads only if its signing key is enrolled (MOK)")
-    if not raw.get("kernel_headers"):
-        warnings.append(f"kernel headers for {raw.get('kernel')} are not installed; the install step adds them")
+        if not spec.install_driver:
+            warnings.append("Secure Boot is on; the amdgpu-dkms driver is not installed (provision_install_driver "
+                            "is false), so the in-box amdgpu driver stays")
+        elif raw.get("mok_keys"):
+            warnings.append(f"Secure Boot is on: DKMS signs amdgpu with {raw['mok_keys'][0]}; that key must be "
+                            "enrolled (mokutil --import, then confirm at the next boot) or the module will not load")
+        else:
+            problems.append(
+                "Secure Boot is on and no Machine Owner Key (MOK) for DKMS is set up (neither "
+                "/var/lib/shim-signed/mok/MOK.der nor /var/lib/dkms/mok.pub exists), so the amdgpu-dkms module "
+                "would be built unsigned and refused by the kernel; enroll a MOK for DKMS (mokutil --import, then "
+                "confirm at the next boot), or set provision_install_driver: false to keep the in-box amdgpu driver"
+            )
+    if raw.get("kernel_headers") or not spec.install_driver:
+        return problems, warnings
+    package = raw.get("kernel_headers_package") or f"linux-headers-{kernel}"
+    if "kernel_headers_candidate" in raw and not raw["kernel_headers_candidate"]:
+        problems.append(
+            f"kernel headers for the running kernel {kernel} are not installed and {package} is not "
+            "installable from this host's apt sources (apt-cache policy shows no candidate), so the "
+            f"amdgpu-dkms driver cannot be built; install {package} (run apt-get update first if the lists "
+            "are old), boot a kernel whose headers are available, or set provision_install_driver: false "
+            "to keep the in-box amdgpu driver"
+        )
+    else:
+        warnings.append(f"kernel headers for {kernel} are not installed; the install step adds {package}")
+    return problems, warnings
+
+
+def checks(raw: dict[str, Any], spec: HostSpec, min_free_gib: dict[str, float],
+           upgrade: bool = True) -> tuple[list[str], list[str]]:
+    """(blocking problems, warnings) found by preflight beyond the plan itself. `upgrade`: the plan installs
+    the new stack, so the driver's needs are checked; a fallback host keeps its driver."""
+    problems: list[str] = _space_problems(raw, min_free_gib)
+    warnings: list[str] = []
+    if upgrade:
+        driver_problems, driver_warnings = _driver_checks(raw, spec)
+        problems += driver_problems
+        warnings += driver_warnings
     for user, groups in (raw.get("user_groups") or {}).items():
         if groups is None:
-            problems.append(f"user {user} (provision_users) does not exist on the host")
+            problems.append(f"user {user} (provision_users) does not exist on the host; create it or take it "
+                            "out of provision_users")
         elif not {"render", "video"} <= set(groups):
-            warnings.append(f"user {user} is not in render and video yet; the install step adds them")
+            missing = " and ".join(sorted({"render", "video"} - set(groups)))
+            warnings.append(f"user {user} is not in {missing} yet; the install step adds them (effective at "
+                            f"{user}'s next login)")
     lspci = raw.get("lspci")
     if lspci is None:
         warnings.append("lspci is not installed; GPUs were identified from sysfs only")
@@ -94,7 +157,7 @@ def evaluate(raw: dict[str, Any], spec: HostSpec, min_free_gib: dict[str, float]
     os_facts = os_facts_from_text(raw["os_release"]) if raw.get("os_release") else None
     rocm = rocm_state(raw)
     plan = plan_host(spec, ident, os_facts, rocm)
-    problems, warnings = checks(raw, spec, min_free_gib or {})
+    problems, warnings = checks(raw, spec, min_free_gib or {}, plan.action in ("upgrade", "upgrade-with-override"))
     if plan.action in ("upgrade", "upgrade-with-override") and problems:
         plan.action = "blocked"
         plan.reasons = [*problems, *plan.reasons]

@@ -140,6 +140,8 @@ def markdown(report: dict[str, Any]) -> str:
             where = (verification.get("device") or {}).get("type")
             on = f" on {where}" if where else ""
             vtext = f"{verification.get('verdict')} ({s.get('pass', 0)}/{s.get('total', 0)} pass{on})"
+            if verification.get("verified_at"):
+                vtext += f", converged: last verified {verification['verified_at']}"
         lines.append(
             f"| {h['name']} | **{h['state']}** | {(h.get('plan') or {}).get('action', '-')} | {gpus} | "
             f"{_versions(h.get('before'))} | {_versions(h.get('after'))} | {vtext} | {h.get('changed', 0)} | "

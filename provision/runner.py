@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import stat
 import sys
 import threading
 import time
@@ -24,8 +25,16 @@ PHASES = {  # role name -> phase shown to the user
 }
 
 
-def phase_of(role: str, task_path: str, task: str) -> str | None:
-    """The user-facing phase of a task: preflight, stage, remove, driver, reboot, stack, torch, fallback, verify."""
+STAGE_ENTRIES = {"rocm_install:stage", "torch_venv:stage"}  # include_role entry points that only stage
+
+
+def phase_of(role: str, task_path: str, task: str, entry: str = "") -> str | None:
+    """The user-facing phase of a task: preflight, stage, remove, driver, reboot, stack, torch, fallback, verify.
+
+    `entry` is the role entry point the host last entered (`role:tasks_from`, from the include_role result):
+    stage.yml includes the same repo.yml as main.yml, so the file alone cannot tell staging from installing."""
+    if entry in STAGE_ENTRIES and entry.startswith(f"{role}:"):
+        return "stage"
     if role == "rocm_install":
         lowered = f"{task_path} {task}".lower()
         for word in ("stage", "reboot", "driver"):
@@ -45,6 +54,18 @@ def ansible_root() -> Path:
     raise ProvisionError("the playbooks are missing from this installation; reinstall rocm-provision")
 
 
+def _owner_only(root: Path) -> None:
+    """Take group and other permissions off everything under a run directory (Ansible's fact cache writes its
+    files 0644 whatever the umask): facts, command output and events are for the run's owner only."""
+    for path in [root, *root.rglob("*")]:
+        try:
+            mode = path.lstat().st_mode
+            if not stat.S_ISLNK(mode) and mode & 0o077:
+                path.chmod(stat.S_IMODE(mode) & ~0o077)
+        except OSError:
+            continue
+
+
 def runs_dir() -> Path:
     base = Path(os.environ.get("PROVISION_RUNS_DIR", Path.home() / ".local" / "state" / "rocm-provision" / "runs"))
     base.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -62,6 +83,7 @@ class HostProgress:
     finished: float | None = None
     changed: int = 0
     message: str = ""
+    entry: str = ""  # the role entry point last included for this host, e.g. rocm_install:stage
     phases: list[dict[str, Any]] = field(default_factory=list)  # [{name, status, start, end, message}]
 
     def enter_phase(self, name: str, now: float) -> None:
@@ -116,8 +138,7 @@ class PlaybookRun:
         self._lock = threading.Lock()
         self._cancel = threading.Event()
         self.interrupted = False
-        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-        self.run_dir = runs_dir() / f"{stamp}-{Path(playbook).stem}"
+        self.run_dir = _new_run_dir(Path(playbook).stem)
 
     def cancel(self) -> None:
         self._cancel.set()
@@ -142,10 +163,17 @@ class PlaybookRun:
         task = (data.get("task") or "").removeprefix(f"{role} : ")
         if kind == "runner_on_start":
             host.started = host.started or now
-            host.status, host.task = "running", task
-            host.enter_phase(phase_of(role, str(data.get("task_path") or ""), task) or host.phase, now)
+            if host.status in ("failed", "unreachable"):
+                host.task = task  # an `always:` clean-up after the failure: the host stays where it failed
+            else:
+                host.status, host.task = "running", task
+                host.enter_phase(phase_of(role, str(data.get("task_path") or ""), task, host.entry) or host.phase, now)
         elif kind == "runner_on_ok":
-            host.changed += int(bool((data.get("res") or {}).get("changed")))
+            res = data.get("res") or {}
+            host.changed += int(bool(res.get("changed")))
+            include = res.get("include_args") or {}
+            if isinstance(include, dict) and include.get("name"):
+                host.entry = f"{include['name']}:{include.get('tasks_from') or 'main'}"
         elif kind == "runner_on_failed" and not data.get("ignore_errors"):
             host.status, host.finished = "failed", now
             host.message = _message(data.get("res") or {})
@@ -162,7 +190,7 @@ class PlaybookRun:
         import ansible_runner
 
         root = ansible_root()
-        self.run_dir.mkdir(parents=True, mode=0o700)
+        self.run_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         cmdline = ["--check", "--diff"] if self.check else []
         envvars = {
             "ANSIBLE_CONFIG": str(root / "ansible.cfg"),
@@ -172,6 +200,9 @@ class PlaybookRun:
             # the ansible-playbook that sits beside this Python, so the roles' filter imports this package
             "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]),
         }
+        # ansible-runner writes artifacts (stdout, job events, fact cache) with the process umask: they hold
+        # hosts' facts and command output, so they are for the run's owner only, like the run directory.
+        previous_umask = os.umask(0o077)
         thread, runner = ansible_runner.run_async(
             private_data_dir=str(self.run_dir),
             project_dir=str(root / "playbooks"),
@@ -199,6 +230,8 @@ class PlaybookRun:
                     thread.join(timeout=0.5)
                 except KeyboardInterrupt:
                     continue
+        os.umask(previous_umask)
+        _owner_only(self.run_dir)
         now = time.monotonic()
         if self.interrupted:
             for host in self.hosts.values():
@@ -216,6 +249,39 @@ class PlaybookRun:
                          self.stats, self.playbook_stats, self.interrupted)
 
 
+def _new_run_dir(stem: str) -> Path:
+    """A run directory of its own (created now), even when runs start within the same second."""
+    base = runs_dir()
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    for n in range(1, 1000):
+        path = base / (f"{stamp}-{stem}" if n == 1 else f"{stamp}.{n}-{stem}")
+        try:
+            path.mkdir(mode=0o700)
+        except FileExistsError:
+            continue
+        return path
+    raise ProvisionError(f"cannot make a new run directory under {base}: too many runs this second")
+
+
+GENERIC_MESSAGES = ("non-zero return code", "One or more items failed", "MODULE FAILURE")
+
+
 def _message(res: dict[str, Any]) -> str:
-    msg = res.get("msg") or res.get("stderr") or res.get("module_stderr") or ""
-    return str(msg).strip().splitlines()[0][:300] if msg else ""
+    """One line saying why a task failed: the module's message, or for a command or a loop the line of its
+    output that names the error (apt's `E:` lines, a GPG error) rather than "non-zero return code"."""
+    for item in res.get("results") or []:
+        if isinstance(item, dict) and item.get("failed"):
+            found = _message(item)
+            if found:
+                return found
+    msg = str(res.get("msg") or "").strip()
+    if msg and not msg.startswith(GENERIC_MESSAGES):
+        return msg.splitlines()[0][:300]
+    output = str(res.get("stderr") or res.get("module_stderr") or res.get("stdout") or "")
+    lines = [line.strip() for line in output.splitlines() if line.strip()]
+    for prefix in ("W: GPG error", "E:", "ERROR:", "error:"):
+        picked = [line for line in lines if line.startswith(prefix)]
+        if picked:
+            return picked[0][:300]
+    text = msg or (lines[-1] if lines else "")
+    return text.splitlines()[0][:300] if text else ""

@@ -10,19 +10,24 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from provision import pins
 
 PREFIX = "provision_"
 
-_SAFE_PATH_RE = re.compile(r"^/[A-Za-z0-9._/+@-]*$")
-_USER_RE = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
-_PYTHON_CMD_RE = re.compile(r"^python3(\.\d{1,2})?$")
-_URL_RE = re.compile(r"^https?://[A-Za-z0-9.-]+(:\d{1,5})?(/[A-Za-z0-9._~%/+-]*)?$")
-_PKG_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
-_PKG_VERSION_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9.+!_-]*$")
-_PKG_FILE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._%+-]*\.whl$")
+# Anchored with \Z, not $: `$` also matches before a trailing newline, which would let "/opt/venv\n" through.
+_SAFE_PATH_RE = re.compile(r"^/[A-Za-z0-9._/+@-]*\Z")
+_USER_RE = re.compile(r"^[a-z_][a-z0-9_-]{0,31}\Z")
+_PYTHON_CMD_RE = re.compile(r"^python3(\.\d{1,2})?\Z")
+_URL_RE = re.compile(r"^https?://[A-Za-z0-9.-]+(:\d{1,5})?(/[A-Za-z0-9._~%/+-]*)?\Z")
+_PKG_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*\Z")
+_PKG_VERSION_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9.+!_-]*\Z")
+_PKG_FILE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._%+-]*\.whl\Z")
+_REPO_USER_RE = re.compile(r"^[A-Za-z0-9._@+-]{1,128}\Z")
+_REPO_PASSWORD_RE = re.compile(r"^[\x21-\x7e]{1,256}\Z")  # printable ASCII, no spaces (netrc/auth.conf syntax)
+# Fields whose values are never shown: not in error messages, not in `hosts validate`, not in reports.
+SECRET_FIELDS = frozenset({"repo_password"})
 
 # Directories a venv must never be, or live under: package managers own them, or removing ROCm
 # would take the venv with it.
@@ -53,7 +58,16 @@ ALLOWED: dict[str, str] = {
     "sysfs_root": "an absolute path (real hosts: /sys)",
     "verify_profile": "quick or full",
     "verify_venv": "an absolute path of a venv with torch (default: provision_venv)",
+    "repo_username": "a mirror user name: letters, digits and . _ @ + - (with provision_repo_password)",
+    "repo_password": "a mirror password: 1 to 256 printable ASCII characters, no spaces (with provision_repo_username;"
+                     " keep it in Ansible Vault)",
+    "install_driver": "true (install the amdgpu-dkms driver) or false (keep the in-box amdgpu driver)",
     "verify_device": "auto (the GPU, or fail when there is none), cuda (a GPU through torch.cuda, ROCm or CUDA) or cpu",
+    "lock_max_age": "seconds, an integer from 0 to 2592000 (30 days): a host lock older than this is taken over",
+    "artifact_cache": "true (the controller downloads packages and wheels once for the fleet) or false (each host"
+                      " downloads from the repository itself)",
+    "cache_dir": "an absolute path on the controller for the artifact cache"
+                 " (default ~/.cache/rocm-provision/artifacts)",
 }
 
 
@@ -91,6 +105,8 @@ def _path(value: Any) -> str:
         raise ValueError(
             "contains characters that are not allowed in a path here (spaces, quotes, shell metacharacters or ..)"
         )
+    if "//" in value or "/./" in value + "/" or "/-" in value:
+        raise ValueError("is not a normalised path (no //, /./ or a component starting with -)")
     return value.rstrip("/") or "/"
 
 
@@ -174,6 +190,12 @@ class HostSpec(BaseModel):
     verify_profile: Literal["quick", "full"] = "quick"
     verify_venv: AbsPath | None = None
     verify_device: Literal["auto", "cuda", "cpu"] = "auto"
+    install_driver: StrictishBool = True
+    lock_max_age: int = Field(default=86400, ge=0, le=2592000)
+    artifact_cache: StrictishBool = True
+    cache_dir: AbsPath | None = None
+    repo_username: str | None = None
+    repo_password: SecretStr | None = None
 
     @field_validator("mode", "verify_profile", "verify_device", mode="before")
     @classmethod
@@ -236,6 +258,27 @@ class HostSpec(BaseModel):
                 raise ValueError(f"{key}: value must be a string or number, not {type(value).__name__}")
         return out
 
+    @field_validator("repo_username")
+    @classmethod
+    def _repo_username(cls, v: str | None) -> str | None:
+        if v is not None and not _REPO_USER_RE.match(v):
+            raise ValueError("is not a mirror user name (no spaces, quotes, colons or shell metacharacters)")
+        return v
+
+    @field_validator("repo_password", mode="before")
+    @classmethod
+    def _repo_password(cls, v: Any) -> Any:
+        text = v.get_secret_value() if isinstance(v, SecretStr) else v
+        if text is not None and (not isinstance(text, str) or not _REPO_PASSWORD_RE.match(text)):
+            raise ValueError("is not usable as a mirror password (1 to 256 printable ASCII characters, no spaces)")
+        return v
+
+    @model_validator(mode="after")
+    def _credentials_pair(self) -> HostSpec:
+        if (self.repo_username is None) != (self.repo_password is None):
+            raise ValueError("provision_repo_username and provision_repo_password go together: set both or neither")
+        return self
+
     def to_vars(self) -> dict[str, Any]:
         """The spec as inventory variables (`provision_*`), e.g. for extra-vars or JSON output."""
         return {PREFIX + k: v for k, v in self.model_dump(mode="json").items()}
@@ -243,3 +286,6 @@ class HostSpec(BaseModel):
 
 FIELDS = tuple(HostSpec.model_fields)
 VARIABLES = tuple(PREFIX + f for f in FIELDS)
+# Play-level settings: upgrade.yml reads them for `serial` and `max_fail_percentage` (the CLI's --serial and
+# --max-fail-percent pass them as extra vars); they are not part of a host's spec.
+RUN_VARIABLES = ("provision_serial", "provision_max_fail_percent")

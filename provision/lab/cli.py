@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
 from provision.errors import ProvisionError
-from provision.lab.lab import Lab
 from provision.lab.paths import ENV_LAB_DIR, default_lab_dir
+
+if TYPE_CHECKING:
+    from provision.lab.lab import Lab
 
 app = typer.Typer(
     name="lab",
@@ -26,6 +29,8 @@ LabDirOption = typer.Option(None, "--lab-dir", help=f"Lab state directory (defau
 
 
 def _lab(lab_dir: Path | None, verbose: bool = True) -> Lab:
+    from provision.lab.lab import Lab  # imported here: `provision --help` stays fast (bench_controller.py)
+
     root = lab_dir.expanduser().resolve() if lab_dir else default_lab_dir()
     return Lab(root, log=(lambda msg: err_console.print(f"[dim]{msg}[/dim]")) if verbose else (lambda _: None))
 

@@ -43,6 +43,7 @@ class HostSpec:
     cpu_name: str = "AMD Ryzen 9 5950X 16-Core Processor"
     cpu_cores: int = 16
     template: str = ""  # the TEMPLATES entry a renamed host (`named_hosts`) was made from; "" = its own name
+    small_fs: str | None = None  # a 64 MiB tmpfs mounted here (a nearly full file system for the venv)
 
     def describe(self) -> str:
         bits = [OS_LABEL[self.os], describe(self.gpus), BEFORE_LABEL[self.before]]
@@ -50,11 +51,15 @@ class HostSpec:
             bits.append(f"profile sets HSA_OVERRIDE_GFX_VERSION={self.hsa_override}")
         if self.old_venv:
             bits.append("old torch 1.13.1+rocm5.2 venv with user data")
+        if self.small_fs:
+            bits.append(f"a {SMALL_FS_MIB} MiB file system at {self.small_fs}")
         return "; ".join(bits)
 
     def to_json(self) -> dict[str, object]:
         data = asdict(self)
         data.pop("template")  # bookkeeping only: the other fields say what the host is
+        if not data["small_fs"]:
+            data.pop("small_fs")  # absent unless set, so existing hosts keep their spec hash
         data["gpus"] = [slot.declaration() for slot in self.gpus]
         data["cpu"] = {"name": data.pop("cpu_name"), "cores": data.pop("cpu_cores"), "clock_mhz": 4500}
         data["description"] = self.describe()
@@ -72,6 +77,12 @@ TEMPLATES: tuple[HostSpec, ...] = (
              cpu_name="AMD Ryzen 9 7950X 16-Core Processor"),
     HostSpec("ws-mi210", "debian12", (GpuSlot(0x740F, 0x03),), "fresh", cpu_name="AMD EPYC 7313 16-Core Processor"),
 )
+
+# Hosts for fault tests, added by name only (`named_hosts`), never by `lab up --hosts N`.
+FAULT_TEMPLATES: tuple[HostSpec, ...] = (
+    replace(TEMPLATES[3], name="ws-mi210-smallfs", small_fs="/srv/small"),
+)
+SMALL_FS_MIB = 64
 
 
 def default_hosts(count: int, first_address: str) -> list[HostSpec]:
@@ -100,7 +111,7 @@ def default_hosts(count: int, first_address: str) -> list[HostSpec]:
 
 def named_hosts(requests: Sequence[tuple[str, str, str]]) -> list[HostSpec]:
     """Hosts `(name, template, address)`: a template's before-state under another name and address."""
-    by_name = {t.name: t for t in TEMPLATES}
+    by_name = {t.name: t for t in (*TEMPLATES, *FAULT_TEMPLATES)}
     specs: list[HostSpec] = []
     for name, template, address in requests:
         if template not in by_name:

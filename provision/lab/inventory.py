@@ -88,6 +88,8 @@ def render(inp: InventoryInput) -> str:
         "provision_verify_device=cpu",
         "# The stand-in packages are tiny: the preflight asks for 1 GiB free under /opt instead of 30.",
         'rocm_preflight_min_free_gib={"/opt": 1}',
+        "# ... and 0.25 GiB on the venv's file system instead of 10 (the CPU torch stand-in is small).",
+        "rocm_preflight_venv_min_free_gib=0.25",
         "",
     ]
     return "\n".join(out)

@@ -14,7 +14,7 @@ from typing import Any
 
 from provision.lab import image, mirror, seed, ssh
 from provision.lab.errors import LabError, LabUsageError
-from provision.lab.hosts import SSH_PORT, HostSpec, default_hosts, named_hosts
+from provision.lab.hosts import SMALL_FS_MIB, SSH_PORT, HostSpec, default_hosts, named_hosts
 from provision.lab.inventory import InventoryInput, render
 from provision.lab.paths import LabPaths
 from provision.lab.podman import LABEL_HOST, LABEL_LAB, Podman
@@ -283,7 +283,10 @@ class Lab:
         podman.run(["run", "-d", "--name", name, "--hostname", spec.name, "--network", "host",
                     "--label", f"{LABEL_LAB}={self.paths.lab_id}", "--label", f"{LABEL_HOST}={spec.name}",
                     "--label", f"{LABEL_BUILD}={self._build_id(spec, image_tag, base_url)}",
-                    "-v", f"{seed_dir}:{seed.SEED_MOUNT}:ro", image_tag, "/bin/sh", f"{seed.SEED_MOUNT}/boot.sh"],
+                    "-v", f"{seed_dir}:{seed.SEED_MOUNT}:ro",
+                    *([f"--mount=type=tmpfs,destination={spec.small_fs},tmpfs-size={SMALL_FS_MIB}m"]
+                      if spec.small_fs else []),
+                    image_tag, "/bin/sh", f"{seed.SEED_MOUNT}/boot.sh"],
                    what=f"starting lab host {spec.name}")
         try:
             ssh.wait_for_sshd(spec.address, SSH_PORT)
@@ -301,7 +304,7 @@ class Lab:
     def _build_id(self, spec: HostSpec, image_tag: str, base_url: str) -> str:
         """Everything a host was made from: a container is kept only while all of it is unchanged."""
         state = self.load_state()
-        parts = [spec.spec_hash(), image_tag, base_url, mirror.MIRROR_RECIPE,
+        parts = [spec.spec_hash(), image_tag, base_url, mirror.recipe(),
                  str((state.get("key") or {}).get("fingerprint")), seed.seed_script(spec, base_url),
                  seed.BOOT, Path(seed.__file__).with_name("guest").joinpath("labhost.py").read_text()]
         return hashlib.sha256("\0".join(parts).encode()).hexdigest()[:16]

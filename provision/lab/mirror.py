@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import platform
@@ -40,6 +41,17 @@ class MirrorBuild:
     rebuilt: bool
 
 
+def recipe() -> str:
+    """MIRROR_RECIPE plus a hash of the code that makes the packages (stand-ins, deb builder, guest scripts),
+    so changing a stand-in rebuilds the mirror and re-seeds the hosts without anyone bumping a number."""
+    here = Path(__file__).parent
+    digest = hashlib.sha256()
+    for path in [here / "standins.py", here / "debs.py", *sorted((here / "guest").iterdir())]:
+        if path.is_file():
+            digest.update(path.name.encode() + b"\0" + path.read_bytes())
+    return f"{MIRROR_RECIPE}-{digest.hexdigest()[:12]}"
+
+
 def signers(paths: LabPaths) -> tuple[Signer, Signer]:
     return Signer(paths.gnupg, LAB_UID), Signer(paths.gnupg_rogue, ROGUE_UID)
 
@@ -58,7 +70,7 @@ def build(paths: LabPaths, base_url: str) -> MirrorBuild:
     fpr = lab.ensure_key()
     rogue_fpr = rogue.ensure_key()
     kernel = platform.release()
-    expected = {"recipe": MIRROR_RECIPE, "base_url": base_url, "fingerprint": fpr, "rogue": rogue_fpr,
+    expected = {"recipe": recipe(), "base_url": base_url, "fingerprint": fpr, "rogue": rogue_fpr,
                 "kernel": kernel}
     root = paths.mirror
     manifest = root / ".lab-build.json"

@@ -14,11 +14,17 @@ Serves DIR like repo.radeon.com. Control endpoints (never part of the mirror tre
          garbage  200 with random bytes of the same length (hash and signature checks must catch it)
          slow     send in small chunks with delay=S seconds (default 2) between them
          none     clear faults for P (or all faults when P is not given)
+    GET  /_as/LABEL/PATH               PATH, served as if asked directly: gives one lab host a mirror URL of its
+                                       own (provision_repo_base_url=.../_as/LABEL) whose faults hit no one else
+    POST /_lab/auth  {"user": U, "password": P}   (JSON body, so the password is in no URL or log line)
+                                       require HTTP Basic U:P for /_auth/U/PATH, which serves PATH
+    GET  /_lab/auth                    JSON: per user, how many requests were refused and accepted
 """
 
 from __future__ import annotations
 
 import argparse
+import base64
 import contextlib
 import json
 import os
@@ -35,6 +41,27 @@ from typing import Any, BinaryIO
 MODES = ("down", "reset", "notfound", "garbage", "slow", "none")
 
 
+ALIAS_PREFIX = "/_as/"
+AUTH_PREFIX = "/_auth/"
+
+
+def strip_auth(path: str) -> str:
+    """/_auth/USER/rest -> /rest (the user's credentials were checked before)."""
+    if not path.startswith(AUTH_PREFIX):
+        return path
+    _, _, rest = path[len(AUTH_PREFIX):].partition("/")
+    return "/" + rest
+
+
+def strip_alias(path: str) -> str:
+    """/_as/LABEL/rest -> /rest (faults and counters still see the full path)."""
+    path = strip_auth(path)
+    if not path.startswith(ALIAS_PREFIX):
+        return path
+    _, _, rest = path[len(ALIAS_PREFIX):].partition("/")
+    return "/" + rest
+
+
 class LabState:
     def __init__(self, faults_file: str | None) -> None:
         self.lock = threading.Lock()
@@ -43,6 +70,8 @@ class LabState:
         self.total_requests = 0
         self.faults: list[dict[str, Any]] = []
         self.faults_file = faults_file
+        self.credentials: dict[str, str] = {}  # user -> password, for /_auth/USER/ (memory only)
+        self.auth_counts: dict[str, dict[str, int]] = {}
         if faults_file and os.path.exists(faults_file):
             try:
                 with open(faults_file, encoding="utf-8") as handle:
@@ -119,6 +148,19 @@ class Handler(SimpleHTTPRequestHandler):
         elif url.path == "/_lab/stats/reset":
             self.state.reset()
             self._json({"reset": True})
+        elif url.path == "/_lab/auth":
+            if self.command == "POST" and self._body:
+                try:
+                    data = json.loads(self._body)
+                    user, password = str(data["user"]), str(data["password"])
+                except (ValueError, KeyError, TypeError):
+                    self._json({"error": 'body must be {"user": ..., "password": ...}'}, HTTPStatus.BAD_REQUEST)
+                    return True
+                with self.state.lock:
+                    self.state.credentials[user] = password
+            with self.state.lock:
+                self._json({"users": {u: dict(self.state.auth_counts.get(u, {"refused": 0, "accepted": 0}))
+                                      for u in self.state.credentials}})
         elif url.path == "/_lab/fault":
             mode = query.get("mode")
             if mode is None:
@@ -139,24 +181,57 @@ class Handler(SimpleHTTPRequestHandler):
             self._json({"error": "unknown control endpoint"}, HTTPStatus.NOT_FOUND)
         return True
 
+    _body = b""
+
     def do_POST(self) -> None:
         length = int(self.headers.get("Content-Length") or 0)
         if length:
-            self.rfile.read(length)
+            self._body = self.rfile.read(length)
         if not self._control():
             self.send_error(HTTPStatus.METHOD_NOT_ALLOWED)
 
     def do_GET(self) -> None:
         if self._control():
             return
-        if self._fault_before():
+        if self._auth_refused() or self._fault_before():
             return
         super().do_GET()
 
     def do_HEAD(self) -> None:
-        if self._fault_before():
+        if self._auth_refused() or self._fault_before():
             return
         super().do_HEAD()
+
+    def _auth_refused(self) -> bool:
+        """Under /_auth/USER/, answer 401 unless the request carries USER's registered password (HTTP Basic)."""
+        path = self._url_path()
+        if not path.startswith(AUTH_PREFIX):
+            return False
+        user = path[len(AUTH_PREFIX):].partition("/")[0]
+        with self.state.lock:
+            expected = self.state.credentials.get(user)
+        given = self.headers.get("Authorization") or ""
+        ok = False
+        if expected is not None and given.startswith("Basic "):
+            with contextlib.suppress(ValueError, UnicodeDecodeError):
+                ok = base64.b64decode(given[6:].strip(), validate=True).decode() == f"{user}:{expected}"
+        with self.state.lock:
+            counts = self.state.auth_counts.setdefault(user, {"refused": 0, "accepted": 0})
+            counts["accepted" if ok else "refused"] += 1
+        if ok:
+            return False
+        body = b"401 lab mirror: credentials required\n"
+        self.send_response(HTTPStatus.UNAUTHORIZED)
+        self.send_header("WWW-Authenticate", 'Basic realm="rocm-provision lab mirror"')
+        self.send_header("Content-Type", "text/plain")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
+        return True
+
+    def translate_path(self, path: str) -> str:
+        return super().translate_path(strip_alias(path))
 
     # faults and counting -----------------------------------------------------------------------------
     def _url_path(self) -> str:

@@ -51,6 +51,24 @@ AMDGPU_3010_VERSIONS = {"jammy": "1:6.14.14.30100000-2212064.22.04", "noble": "1
 GRAPHICS_70_BUILD = {"jammy": "2212064.22.04", "noble": "2212064.24.04"}
 
 
+# Lab fault switches in rocm-core's postinst (docs/lab.md), files a test creates on a host:
+#   /etc/provision-lab/fail-postinst  the postinst exits 1, as a real package's failing maintainer script does
+#   /etc/provision-lab/hold-postinst  the postinst writes /etc/provision-lab/postinst-held and waits (up to
+#                                     10 min) while the switch exists: dpkg is mid-install at a known point
+POSTINST_FAULTS = """\
+if [ -e /etc/provision-lab/fail-postinst ]; then
+  echo "rocm-core postinst: failing on purpose (lab fault switch /etc/provision-lab/fail-postinst)" >&2
+  exit 1
+fi
+if [ -e /etc/provision-lab/hold-postinst ]; then
+  echo "$$" > /etc/provision-lab/postinst-held
+  i=0
+  while [ -e /etc/provision-lab/hold-postinst ] && [ "$i" -lt 3000 ]; do sleep 0.2; i=$((i + 1)); done
+  rm -f /etc/provision-lab/postinst-held
+fi
+"""
+
+
 def guest_text(name: str) -> str:
     return resources.files("provision.lab.guest").joinpath(name).read_text()
 
@@ -78,8 +96,8 @@ def rocm_packages(rel: RocmRelease, revision: str) -> list[DebSpec]:
     core = pkg("rocm-core", [], {f"{opt}/.info/version": FileEntry(f"{rel.version}-{revision}\n"),
                                  **lib("librocm-core.so.1")}, "ROCm core: version info and the /opt/rocm link")
     core.scripts = {
-        "postinst": f'if [ "$1" = configure ]; then\n'
-                    f"  update-alternatives --install /opt/rocm rocm {opt} {prio}\nfi",
+        "postinst": POSTINST_FAULTS + f'if [ "$1" = configure ]; then\n'
+                                      f"  update-alternatives --install /opt/rocm rocm {opt} {prio}\nfi",
         "prerm": f'if [ "$1" = remove ] || [ "$1" = deconfigure ]; then\n'
                  f"  update-alternatives --remove rocm {opt} || true\nfi",
     }

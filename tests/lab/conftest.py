@@ -17,8 +17,9 @@ import pytest
 from provision.lab.lab import Lab, UpResult
 
 REPO = Path(__file__).resolve().parents[2]
-# Test hosts live on their own addresses, away from a user's default lab (127.0.0.2..).
-FIRST_ADDRESS = "127.0.0.20"
+# Test hosts live on their own addresses, away from a user's default lab (127.0.0.2..); the session lab takes
+# FIRST_ADDRESS and the next 9 (modules add hosts from FIRST_ADDRESS + 10).
+FIRST_ADDRESS = os.environ.get("PROVISION_LAB_TEST_FIRST_ADDRESS", "127.0.0.20")
 TIMINGS: list[str] = []
 
 

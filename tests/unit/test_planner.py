@@ -146,3 +146,12 @@ def test_reboot_not_allowed_is_a_warning() -> None:
     plan = plan_host(HostSpec(allow_reboot=False), identify(lspci=lspci("73a3")), UBUNTU_2404)
     assert plan.action == "upgrade"
     assert any("manual reboot" in w for w in plan.warnings)
+
+
+def test_run_level_settings_reach_the_preflight_without_being_refused() -> None:
+    """`provision upgrade --serial 2 --max-fail-percent 25` passes these to every host's preflight."""
+    from provision.inventory import spec_from_vars
+
+    spec = spec_from_vars("ws1", {"provision_mode": "auto", "provision_serial": "2",
+                                  "provision_max_fail_percent": 25})
+    assert spec.mode == "auto"

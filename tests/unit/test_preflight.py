@@ -72,14 +72,71 @@ def test_w6800_upgrade_blocked_by_disk(tmp_path: Path) -> None:
     assert "5.0 GiB free" in short["plan"]["reasons"][0]
 
 
-def test_missing_user_and_secure_boot(tmp_path: Path) -> None:
+def test_missing_user_blocks_and_groups_are_announced(tmp_path: Path) -> None:
     simulated_sysfs(tmp_path, "73a3", 100300)
-    raw = raw_facts(tmp_path, secure_boot="enabled", user_groups={"alice": None, "bob": ["bob"]})
-    result = evaluate(raw, spec_from_vars("ws1", {"provision_users": ["alice", "bob"]}))
+    raw = raw_facts(tmp_path, user_groups={"alice": None, "bob": ["bob"], "carol": ["carol", "video"]})
+    result = evaluate(raw, spec_from_vars("ws1", {"provision_users": ["alice", "bob", "carol"]}))
     assert result["plan"]["action"] == "blocked"
-    assert any("alice" in r for r in result["plan"]["reasons"])
-    assert any("Secure Boot" in w for w in result["plan"]["warnings"])
-    assert any("bob is not in render and video" in w for w in result["plan"]["warnings"])
+    assert any("user alice (provision_users) does not exist" in r for r in result["plan"]["reasons"])
+    assert any("bob is not in render and video" in w and "next login" in w for w in result["plan"]["warnings"])
+    assert any("carol is not in render yet" in w for w in result["plan"]["warnings"])
+
+
+def test_secure_boot_without_mok_blocks_the_driver(tmp_path: Path) -> None:
+    """Secure Boot simulated by the EFI variable under the sysfs root the facts module reads."""
+    simulated_sysfs(tmp_path, "73a3", 100300)
+    efivars = tmp_path / "firmware" / "efi" / "efivars"
+    efivars.mkdir(parents=True)
+    var = efivars / "SecureBoot-8be4df61-93ca-11d2-aa0d-00e098032b8c"
+    var.write_bytes(b"\x06\x00\x00\x00\x01")
+
+    class NoMokutil:
+        def get_bin_path(self, _name: str) -> None:
+            return None
+
+    assert facts_module.secure_boot(NoMokutil(), str(tmp_path)) == "enabled"
+    blocked = evaluate(raw_facts(tmp_path, secure_boot="enabled", mok_keys=[]), spec_from_vars("ws1", {}))
+    assert blocked["plan"]["action"] == "blocked"
+    assert "MOK" in blocked["plan"]["reasons"][0] and "provision_install_driver: false" in blocked["plan"]["reasons"][0]
+    signed = evaluate(raw_facts(tmp_path, secure_boot="enabled", mok_keys=["/var/lib/dkms/mok.pub"]),
+                      spec_from_vars("ws1", {}))
+    assert signed["plan"]["action"] == "upgrade"
+    assert any("/var/lib/dkms/mok.pub" in w and "enrolled" in w for w in signed["plan"]["warnings"])
+    inbox = evaluate(raw_facts(tmp_path, secure_boot="enabled", mok_keys=[]),
+                     spec_from_vars("ws1", {"provision_install_driver": "false"}))
+    assert inbox["plan"]["action"] == "upgrade"
+    assert any("in-box amdgpu driver stays" in w for w in inbox["plan"]["warnings"])
+    var.write_bytes(b"\x06\x00\x00\x00\x00")
+    assert facts_module.secure_boot(NoMokutil(), str(tmp_path)) == "disabled"
+
+
+def test_kernel_headers_not_installable_blocks(tmp_path: Path) -> None:
+    simulated_sysfs(tmp_path, "73a3", 100300)
+    facts = {"kernel_headers": False, "kernel_headers_package": "linux-headers-6.8.0-45-generic"}
+    blocked = evaluate(raw_facts(tmp_path, kernel_headers_candidate=None, **facts), spec_from_vars("ws1", {}))
+    assert blocked["plan"]["action"] == "blocked"
+    reason = blocked["plan"]["reasons"][0]
+    assert "linux-headers-6.8.0-45-generic" in reason and "running kernel 6.8.0-45-generic" in reason
+    assert "provision_install_driver: false" in reason
+    fine = evaluate(raw_facts(tmp_path, kernel_headers_candidate="6.8.0-45.45", **facts), spec_from_vars("ws1", {}))
+    assert fine["plan"]["action"] == "upgrade"
+    inbox = evaluate(raw_facts(tmp_path, kernel_headers_candidate=None, **facts),
+                     spec_from_vars("ws1", {"provision_install_driver": False}))
+    assert inbox["plan"]["action"] == "upgrade"
+
+
+def test_venv_and_opt_on_one_file_system_need_their_sum(tmp_path: Path) -> None:
+    simulated_sysfs(tmp_path, "73a3", 100300)
+    row = {"checked": "/", "mount": "/", "device": 2049, "free_bytes": 35 * 1024**3}
+    same = raw_facts(tmp_path, free_space={"/opt": row, "/opt/venv": row})
+    result = evaluate(same, spec_from_vars("ws1", {}), {"/opt": 30, "/opt/venv": 10})
+    assert result["plan"]["action"] == "blocked"
+    assert "mounted at / has 35.0 GiB free; the upgrade needs 40 GiB there" in result["plan"]["reasons"][0]
+    small = {"checked": "/srv/small", "mount": "/srv/small", "device": 77, "free_bytes": 64 * 1024**2}
+    apart = raw_facts(tmp_path, free_space={"/opt": row, "/srv/small/venv": small})
+    result = evaluate(apart, spec_from_vars("ws1", {}), {"/opt": 30, "/srv/small/venv": 10})
+    assert result["plan"]["reasons"][0].startswith(
+        "not enough disk space: the file system mounted at /srv/small has 64.0 MiB free; the upgrade needs 10 GiB")
 
 
 def test_bad_settings_reaching_a_playbook_are_refused() -> None:

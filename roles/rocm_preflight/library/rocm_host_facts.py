@@ -26,6 +26,12 @@ options:
     type: list
     elements: str
     default: []
+  kernel_headers_package:
+    description:
+      - Name of the kernel headers package for the running kernel; C({kernel}) stands for its release.
+        Whether apt can install it (a candidate in the host's apt lists) is reported.
+    type: str
+    default: linux-headers-{kernel}
 author: rocm-provision
 """
 
@@ -40,7 +46,9 @@ import re
 from ansible.module_utils.basic import AnsibleModule
 
 ENV_PREFIXES = ("HSA_", "MIOPEN_", "HIP_", "AMD_", "ROCR_", "PYTORCH_MIOPEN", "ROCM_")
-SECURE_BOOT_VAR = "/sys/firmware/efi/efivars/SecureBoot-8be4df61-93ca-11d2-aa0d-00e098032b8c"
+SECURE_BOOT_VAR = "firmware/efi/efivars/SecureBoot-8be4df61-93ca-11d2-aa0d-00e098032b8c"
+# Where a DKMS build finds a Machine Owner Key to sign modules with (Ubuntu's shim-signed; Debian's dkms).
+MOK_KEYS = ("/var/lib/shim-signed/mok/MOK.der", "/var/lib/dkms/mok.pub")
 
 
 def read(path, limit=65536):
@@ -110,13 +118,32 @@ def apt_sources():
     return found
 
 
-def secure_boot():
+def secure_boot(module, root):
+    """enabled / disabled / unknown / not-efi: mokutil on a real /sys, else the EFI variable under sysfs_root."""
+    mokutil = module.get_bin_path("mokutil") if os.path.realpath(root) == "/sys" else None
+    if mokutil:
+        rc, out, err = module.run_command([mokutil, "--sb-state"])
+        text = (out + err).lower()
+        if "secureboot enabled" in text:
+            return "enabled"
+        if "secureboot disabled" in text:
+            return "disabled"
     try:
-        with open(SECURE_BOOT_VAR, "rb") as fh:
+        with open(os.path.join(root, SECURE_BOOT_VAR), "rb") as fh:
             data = fh.read()
         return "enabled" if data and data[-1] == 1 else "disabled"
     except OSError:
-        return "unknown" if os.path.isdir("/sys/firmware/efi") else "not-efi"
+        return "unknown" if os.path.isdir(os.path.join(root, "firmware", "efi")) else "not-efi"
+
+
+def apt_candidate(module, package):
+    """The version apt would install of `package` from the host's current lists, or None."""
+    policy = module.get_bin_path("apt-cache")
+    if not policy:
+        return None
+    rc, out, _err = module.run_command([policy, "policy", "--", package])
+    match = re.search(r"^\s*Candidate:\s*(\S+)", out, re.MULTILINE) if rc == 0 else None
+    return match.group(1) if match and match.group(1) != "(none)" else None
 
 
 def run_text(module, argv, timeout=60):
@@ -149,7 +176,11 @@ def free_space(paths):
         while probe and not os.path.exists(probe):
             probe = os.path.dirname(probe.rstrip("/")) or "/"
         st = os.statvfs(probe)
-        out[path] = {"checked": probe, "free_bytes": st.f_bavail * st.f_frsize}
+        mount = os.path.realpath(probe)
+        while mount != "/" and not os.path.ismount(mount):
+            mount = os.path.dirname(mount)
+        out[path] = {"checked": probe, "free_bytes": st.f_bavail * st.f_frsize, "mount": mount,
+                     "device": os.stat(probe).st_dev}
     return out
 
 
@@ -183,11 +214,13 @@ def main():
             "sysfs_root": {"type": "path", "default": "/sys"},
             "paths": {"type": "list", "elements": "path", "default": ["/opt"]},
             "users": {"type": "list", "elements": "str", "default": []},
+            "kernel_headers_package": {"type": "str", "default": "linux-headers-{kernel}"},
         },
         supports_check_mode=True,
     )
     root = module.params["sysfs_root"]
     release = os.uname().release
+    headers_package = module.params["kernel_headers_package"].replace("{kernel}", release)
     facts = {
         "schema_version": 1,
         "sysfs_root": root,
@@ -198,7 +231,10 @@ def main():
         "os_release": read("/etc/os-release"),
         "kernel": release,
         "kernel_headers": os.path.isdir(f"/lib/modules/{release}/build"),
-        "secure_boot": secure_boot(),
+        "kernel_headers_package": headers_package,
+        "kernel_headers_candidate": apt_candidate(module, headers_package),
+        "secure_boot": secure_boot(module, root),
+        "mok_keys": [path for path in MOK_KEYS if os.path.isfile(path)],
         "env_overrides": env_overrides(),
         "packages": dpkg_packages(module),
         "apt_sources": apt_sources(),

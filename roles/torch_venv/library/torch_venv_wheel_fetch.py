@@ -1,0 +1,173 @@
+#!/usr/bin/python
+"""Download pinned wheel sets once into a cache on the controller (pip download for the hosts' platform)."""
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: torch_venv_wheel_fetch
+short_description: Download each distinct pinned wheel set once into a cache (pip download, sha256 recorded)
+description:
+  - For every set (find-links URL, the hosts' Python X.Y and platform, the pinned C(name==version) list), runs
+    C(pip download --no-index --find-links URL --only-binary=:all: --platform P --python-version X.Y
+    --implementation cp) once into C(cache_dir/wheels/<key>) and records every wheel's sha256 in
+    C(manifest.json). A set whose manifest is complete is not downloaded again.
+  - Runs where pip should download (normally C(delegate_to: localhost) with C(run_once)), with the interpreter
+    that runs the module. Check mode downloads nothing.
+  - Never fails for one set: errors are reported per set, so each host fails alone.
+options:
+  sets:
+    description: Wheel sets, each C({key, index_url, python_version, platform, requirements}); C(key) names the
+      cache directory, C(requirements) is a list of C(name==version).
+    type: list
+    elements: dict
+    required: true
+  cache_dir:
+    description: Cache root (C(~) is expanded); sets land in C(<cache_dir>/wheels/<key>).
+    type: path
+    required: true
+  timeout:
+    description: pip's network timeout in seconds.
+    type: int
+    default: 120
+  index_username:
+    description: User name for the wheel index (given to pip through a temporary 0600 netrc, never argv).
+    type: str
+  index_password:
+    description: Password for the wheel index.
+    type: str
+"""
+
+RETURN = r"""
+sets:
+  description: By key, C({ok, dir, files, error, downloaded}); C(files) is a list of C({file, name, version,
+    sha256, size, path}).
+  type: dict
+"""
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import urllib.parse
+from typing import Any
+
+from ansible.module_utils.basic import AnsibleModule
+
+
+def sha256(path: str) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def describe(directory: str) -> list[dict[str, Any]]:
+    out = []
+    for name in sorted(os.listdir(directory)):
+        if not name.endswith(".whl"):
+            continue
+        path = os.path.join(directory, name)
+        parts = urllib.parse.unquote(name)[: -len(".whl")].split("-")
+        out.append({"file": name, "name": parts[0], "version": parts[1], "sha256": sha256(path),
+                    "size": os.path.getsize(path), "path": path})
+    return out
+
+
+def cached(directory: str) -> list[dict[str, Any]] | None:
+    manifest = os.path.join(directory, "manifest.json")
+    try:
+        with open(manifest, encoding="utf-8") as handle:
+            files = json.load(handle)["files"]
+    except (OSError, ValueError, KeyError):
+        return None
+    for item in files:
+        path = os.path.join(directory, item["file"])
+        if not os.path.isfile(path) or os.path.getsize(path) != item["size"]:
+            return None
+        item["path"] = path
+    return list(files)
+
+
+def fetch(spec: dict[str, Any], root: str, timeout: int, check: bool, netrc: str) -> dict[str, Any]:
+    key = str(spec["key"])
+    directory = os.path.join(root, "wheels", key)
+    files = cached(directory)
+    if files is not None:
+        return {"ok": True, "dir": directory, "files": files, "downloaded": False, "error": ""}
+    if check:
+        return {"ok": True, "dir": directory, "files": [], "downloaded": True, "error": "",
+                "note": "check mode: would download"}
+    partial = directory + ".part"
+    shutil.rmtree(partial, ignore_errors=True)
+    os.makedirs(partial, mode=0o755)
+    requirements = os.path.join(partial, "requirements.txt")
+    with open(requirements, "w", encoding="utf-8") as handle:
+        handle.write("\n".join(spec["requirements"]) + "\n")
+    argv = [sys.executable, "-m", "pip", "download", "--no-index", "--find-links", str(spec["index_url"]),
+            "--only-binary=:all:", "--platform", str(spec["platform"]), "--python-version",
+            str(spec["python_version"]), "--implementation", "cp", "--progress-bar", "off", "--timeout",
+            str(timeout), "--disable-pip-version-check", "--no-input", "--dest", partial, "-r", requirements]
+    env = dict(os.environ, PIP_CONFIG_FILE=os.devnull, NETRC=netrc)
+    done = subprocess.run(argv, capture_output=True, text=True, check=False, env=env)
+    if done.returncode != 0:
+        tail = " | ".join((done.stdout + done.stderr).strip().splitlines()[-6:])
+        shutil.rmtree(partial, ignore_errors=True)
+        return {"ok": False, "dir": directory, "files": [], "downloaded": False,
+                "error": f"pip download from {spec['index_url']} failed (exit {done.returncode}): {tail}"}
+    os.unlink(requirements)
+    files = describe(partial)
+    with open(os.path.join(partial, "manifest.json"), "w", encoding="utf-8") as handle:
+        json.dump({"index_url": spec["index_url"], "python_version": spec["python_version"],
+                   "platform": spec["platform"], "requirements": spec["requirements"],
+                   "files": [{k: v for k, v in f.items() if k != "path"} for f in files]}, handle, indent=2)
+    shutil.rmtree(directory, ignore_errors=True)
+    os.replace(partial, directory)
+    for item in files:
+        item["path"] = os.path.join(directory, item["file"])
+    return {"ok": True, "dir": directory, "files": files, "downloaded": True, "error": ""}
+
+
+def main() -> None:
+    module = AnsibleModule(
+        argument_spec={
+            "sets": {"type": "list", "elements": "dict", "required": True},
+            "cache_dir": {"type": "path", "required": True},
+            "timeout": {"type": "int", "default": 120},
+            "index_username": {"type": "str"},
+            "index_password": {"type": "str", "no_log": True},
+        },
+        supports_check_mode=True,
+    )
+    root = os.path.expanduser(module.params["cache_dir"])
+    results: dict[str, Any] = {}
+    netrc = os.devnull
+    if module.params["index_username"]:
+        fd, netrc = tempfile.mkstemp(prefix="torch-venv-netrc-")
+        with os.fdopen(fd, "w") as handle:  # mkstemp: mode 0600
+            for spec in module.params["sets"]:
+                host = urllib.parse.urlsplit(str(spec.get("index_url", ""))).hostname
+                if host:
+                    handle.write(f"machine {host} login {module.params['index_username']} "
+                                 f"password {module.params['index_password'] or ''}\n")
+        module.add_cleanup_file(netrc)
+    for spec in module.params["sets"]:
+        missing = [k for k in ("key", "index_url", "python_version", "platform", "requirements") if not spec.get(k)]
+        if missing:
+            module.fail_json(msg=f"wheel set {spec} lacks {', '.join(missing)}")
+        if spec["key"] in results:
+            continue
+        try:
+            results[spec["key"]] = fetch(spec, root, module.params["timeout"], module.check_mode, netrc)
+        except OSError as exc:
+            results[spec["key"]] = {"ok": False, "dir": "", "files": [], "downloaded": False,
+                                    "error": f"{exc.__class__.__name__}: {exc}"}
+    module.exit_json(changed=any(r["downloaded"] for r in results.values()), sets=results, cache_dir=root)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,35 @@
+"""Test-session layout for `pytest -n 2 --dist loadgroup` (what ./scripts/test runs).
+
+Tests that share a lab must run in one worker: every test that uses the session lab fixture (`lab`, hosts on
+127.0.0.20..) is in group `lab`, tests/roles share their own lab, the Molecule scenarios one lab dir and mirror.
+Other lab modules that bring up a lab of their own are a group each, so the two workers can overlap their
+waits on SSH, apt and pip; unit tests spread freely. Without xdist the marks do nothing.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+TESTS = Path(__file__).resolve().parent
+SHARED = {"roles", "molecule"}  # folders whose tests share one lab
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        try:
+            parts = Path(item.path).resolve().relative_to(TESTS).parts
+        except ValueError:
+            continue
+        if not parts:
+            continue
+        if parts[0] in SHARED:
+            group = parts[0]
+        elif "lab" in getattr(item, "fixturenames", ()):
+            group = "lab"
+        elif parts[0] == "lab":
+            group = f"lab:{Path(parts[-1]).stem}"
+        else:
+            continue
+        item.add_marker(pytest.mark.xdist_group(group))

@@ -199,11 +199,12 @@ class Lab:
         """(port, pid of a running server to keep, or None to start one)."""
         current = state.get("mirror") or {}
         port, pid = current.get("port"), current.get("pid")
-        running = isinstance(pid, int) and mirror.pid_is_server(pid) and isinstance(port, int) and mirror.healthy(port)
+        running = (isinstance(pid, int) and mirror.pid_is_server(pid, self.paths.mirror)
+                   and isinstance(port, int) and mirror.healthy(port))
         if running and (wanted is None or wanted == port):
             return int(port), int(pid)
         if running:
-            mirror.stop(int(pid))
+            mirror.stop(int(pid), self.paths.mirror)
         if wanted is not None:
             if not mirror.port_free(wanted):
                 raise LabError(f"127.0.0.1:{wanted} is already in use, so the lab mirror cannot listen there; "
@@ -356,7 +357,7 @@ class Lab:
             result.removed_containers.append(name)
         pid = (state.get("mirror") or {}).get("pid")
         if isinstance(pid, int):
-            result.stopped_mirror = mirror.stop(pid)
+            result.stopped_mirror = mirror.stop(pid, self.paths.mirror)
         made = [self.paths.inventory, self.paths.known_hosts.parent, self.paths.hosts, self.paths.mirror,
                 self.paths.gnupg, self.paths.gnupg_rogue, self.paths.mirror_faults, self.paths.state,
                 self.paths.build]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import os
 import platform
@@ -160,13 +161,19 @@ def healthy(port: int, timeout: float = 2.0) -> bool:
         return False
 
 
-def pid_is_server(pid: int) -> bool:
-    """True when `pid` is alive and is this lab's mirror server (checked by its command line)."""
+def pid_is_server(pid: int, root: Path) -> bool:
+    """True when `pid` is alive and is the mirror server of the lab whose tree is `root` (by its command line).
+
+    Several labs run side by side (tests, benchmarks) and pids get reused, so "some server.py" is not enough:
+    stopping or reusing another lab's mirror would break that lab."""
     try:
         cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
     except OSError:
         return False
-    return any(part.endswith(b"provision/lab/server.py") for part in cmdline)
+    if not any(part.endswith(b"provision/lab/server.py") for part in cmdline):
+        return False
+    want = str(root).encode()
+    return any(a == b"--root" and b == want for a, b in itertools.pairwise(cmdline))
 
 
 def start(paths: LabPaths, port: int) -> int:
@@ -194,17 +201,17 @@ def start(paths: LabPaths, port: int) -> int:
     raise LabError(f"the lab mirror server did not answer on 127.0.0.1:{port} within 15 s (log: {paths.mirror_log})")
 
 
-def stop(pid: int) -> bool:
-    if not pid_is_server(pid):
+def stop(pid: int, root: Path) -> bool:
+    if not pid_is_server(pid, root):
         return False
     try:
         os.kill(pid, signal.SIGTERM)
     except ProcessLookupError:
         return False
     deadline = time.monotonic() + 5
-    while time.monotonic() < deadline and pid_is_server(pid):
+    while time.monotonic() < deadline and pid_is_server(pid, root):
         time.sleep(0.05)
-    if pid_is_server(pid):
+    if pid_is_server(pid, root):
         os.kill(pid, signal.SIGKILL)
     return True
 

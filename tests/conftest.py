@@ -16,20 +16,21 @@ TESTS = Path(__file__).resolve().parent
 SHARED = {"roles", "molecule"}  # folders whose tests share one lab
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    for item in items:
-        try:
-            parts = Path(item.path).resolve().relative_to(TESTS).parts
-        except ValueError:
-            continue
-        if not parts:
-            continue
-        if parts[0] in SHARED:
-            group = parts[0]
-        elif "lab" in getattr(item, "fixturenames", ()):
-            group = "lab"
-        elif parts[0] == "lab":
-            group = f"lab:{Path(parts[-1]).stem}"
-        else:
-            continue
-        item.add_marker(pytest.mark.xdist_group(group))
+# Marks are added as each item is collected, before any pytest_collection_modifyitems hook: xdist's own one
+# turns them into nodeid suffixes (`@group`) and must see them.
+def pytest_itemcollected(item: pytest.Item) -> None:
+    try:
+        parts = Path(item.path).resolve().relative_to(TESTS).parts
+    except ValueError:
+        return
+    if not parts:
+        return
+    if parts[0] in SHARED:
+        group = parts[0]
+    elif "lab" in getattr(item, "fixturenames", ()):
+        group = "lab"
+    elif parts[0] == "lab":
+        group = f"lab:{Path(parts[-1]).stem}"
+    else:
+        return
+    item.add_marker(pytest.mark.xdist_group(group))

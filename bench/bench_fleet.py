@@ -141,11 +141,13 @@ def run_one(n: int, cache: bool, first_address: str, lab_dir: Path, work: Path) 
     phases: dict[str, list[float]] = {}
     per_host = {}
     for host in report["hosts"]:
-        per_host[host["name"]] = {"state": host["state"], "duration_s": host.get("duration_s"),
-                                  "phases": {p["name"]: p.get("duration_s") for p in host.get("phases", [])}}
+        spent: dict[str, float] = {}  # a phase the run enters twice (stack around the reboot) counts once, summed
         for phase in host.get("phases", []):
             if phase.get("duration_s") is not None:
-                phases.setdefault(phase["name"], []).append(float(phase["duration_s"]))
+                spent[phase["name"]] = round(spent.get(phase["name"], 0.0) + float(phase["duration_s"]), 2)
+        per_host[host["name"]] = {"state": host["state"], "duration_s": host.get("duration_s"), "phases": spent}
+        for name, seconds in spent.items():
+            phases.setdefault(name, []).append(seconds)
     lab.down()
     return {
         "n": n, "cache": cache, "exit_code": done.returncode, "wall_s": round(wall, 1),

@@ -516,7 +516,11 @@ def upgrade(
     # the host lock's run id: unique even for runs started in the same second with different runs dirs
     lock_id = f"{socket.gethostname()}:{run.run_dir.name}:{uuid.uuid4().hex[:8]}"
     run.extravars["rocm_preflight_lock_run_id"] = lock_id
-    with ProgressView(run.hosts, "upgrade" + (" (check mode)" if check_mode else ""), err) as view:
+    # the controller's artifact cache downloads report here; the live view shows a progress bar from it
+    downloads = run.run_dir / "download-progress.jsonl"
+    run.extravars["provision_progress_file"] = str(downloads)
+    with ProgressView(run.hosts, "upgrade" + (" (check mode)" if check_mode else ""), err,
+                      downloads=downloads) as view:
         run.on_change = view.update
         result = run.run()
     doc = outcome.build("upgrade", result, hosts, started, datetime.now(UTC), check_mode=check_mode)

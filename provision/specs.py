@@ -286,6 +286,7 @@ class HostSpec(BaseModel):
 
 FIELDS = tuple(HostSpec.model_fields)
 VARIABLES = tuple(PREFIX + f for f in FIELDS)
-# Play-level settings: upgrade.yml reads them for `serial` and `max_fail_percentage` (the CLI's --serial and
-# --max-fail-percent pass them as extra vars); they are not part of a host's spec.
-RUN_VARIABLES = ("provision_serial", "provision_max_fail_percent")
+# Run-level settings, not part of a host's spec: upgrade.yml reads provision_serial and provision_max_fail_percent
+# for `serial` and `max_fail_percentage` (the CLI's --serial and --max-fail-percent pass them as extra vars);
+# provision_progress_file is where the controller's downloads write their progress for the CLI's live display.
+RUN_VARIABLES = ("provision_serial", "provision_max_fail_percent", "provision_progress_file")

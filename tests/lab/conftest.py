@@ -8,7 +8,7 @@ import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -70,6 +70,20 @@ class LabHandle(LabShell):
 
 def lab_dir() -> Path:
     return Path(os.environ.get("PROVISION_LAB_TEST_DIR", str(REPO / ".lab" / "test"))).resolve()
+
+
+def fresh_fleet(directory: Path, hosts: Sequence[tuple[str, str, str]], what: str) -> tuple[Lab, UpResult]:
+    """A lab of its own for one test module, in `directory`: (name, template, address) hosts brought up from
+    nothing but the cached base image, after whatever an earlier run left there is taken down. Skips without
+    podman; the time taken goes to the session's lab timings."""
+    if shutil.which("podman") is None:
+        pytest.skip("podman is not installed: the lab tests need it (scripts/setup)")
+    lab = Lab(directory)
+    lab.down()
+    began = time.monotonic()
+    up = lab.add(list(hosts))
+    TIMINGS.append(f"{what} up, {len(hosts)} hosts: {time.monotonic() - began:.1f} s")
+    return lab, up
 
 
 @pytest.fixture(scope="session")

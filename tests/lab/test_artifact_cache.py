@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 
 from provision.lab.lab import Lab
-from tests.lab.conftest import REPO, LabShell
+from tests.lab.conftest import REPO, LabShell, fresh_fleet
 
 pytestmark = [pytest.mark.lab]
 
@@ -74,11 +74,9 @@ def served(paths: dict[str, dict[str, int]], suffix: str) -> dict[str, int]:
 
 @pytest.fixture(scope="module")
 def cache_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CacheLab]:
-    if shutil.which("podman") is None:
-        pytest.skip("podman is not installed: the lab tests need it (scripts/setup)")
-    lab = Lab(Path(os.environ.get("PROVISION_ARTIFACT_LAB_DIR") or REPO / ".lab" / "artifact-cache").resolve())
-    lab.down()
-    result = lab.add(HOSTS)
+    lab, result = fresh_fleet(
+        Path(os.environ.get("PROVISION_ARTIFACT_LAB_DIR") or REPO / ".lab" / "artifact-cache").resolve(), HOSTS,
+        "artifact-cache fleet")
     tmp = tmp_path_factory.mktemp("artifact-cache")
     # The lab pins its CPU torch wheel's real sha256, as a fleet pins AMD's.
     wheels = lab.paths.mirror / WHEEL_DIR
@@ -156,6 +154,13 @@ def test_fleet_fetches_each_artifact_once(cache_lab: CacheLab) -> None:
     assert any("/rocm-core_7.0.0" in p for p in debs), sorted(paths)
     assert any("/torch-" in p for p in wheels), sorted(paths)
     assert {p: n for p, n in {**debs, **wheels}.items() if n != 1} == {}
+    # the user saw the controller's download move on, and its progress file ends with each wheel whole
+    assert "controller download: " in done.stderr, done.stderr[-3000:]
+    run_dir = sorted((cache_lab.tmp / "runs").glob("*-upgrade"))[-1]
+    lines = [json.loads(x) for x in (run_dir / "download-progress.jsonl").read_text().splitlines()]
+    torch = [x for x in lines if x["file"].startswith("torch-")]
+    assert torch and torch[-1]["done"] == torch[-1]["total"] > 10_000_000, torch[-3:]
+    assert any(x["file"].endswith(".deb") for x in lines), lines[:5]
 
     cache_lab.stats(reset=True)
     done, hosts = cache_lab.upgrade("--limit", "ca-w6800-a,ca-w6800-b", cache=cache)

@@ -39,7 +39,7 @@ import yaml
 
 from provision.lab.lab import Lab
 from provision.lab.seed import SYSFS_ROOT
-from tests.lab.conftest import REPO, TIMINGS, LabShell
+from tests.lab.conftest import REPO, TIMINGS, LabShell, fresh_fleet
 from tests.lab.test_upgrade_e2e import latest_report, users_venv
 
 FIRST = 140  # 127.0.0.140.. : away from the other lab tests' addresses
@@ -127,13 +127,8 @@ def user_data(shell: LabShell) -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def faults(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Faults]:
-    if subprocess.run(["which", "podman"], capture_output=True, check=False).returncode != 0:
-        pytest.skip("podman is not installed: the lab tests need it (run .ci/setup-lab.sh as root)")
-    lab = Lab(lab_dir())
-    lab.down()
-    start = time.monotonic()
-    up = lab.add([(name, template, f"127.0.0.{FIRST + i}") for i, (name, template) in enumerate(HOSTS.items())])
-    TIMINGS.append(f"fault fleet up, {len(HOSTS)} hosts: {time.monotonic() - start:.1f} s")
+    lab, up = fresh_fleet(lab_dir(), [(name, template, f"127.0.0.{FIRST + i}")
+                                      for i, (name, template) in enumerate(HOSTS.items())], "fault fleet")
     shell = LabShell()
     shell.lab, shell.addresses = lab, {h.name: h.address for h in up.hosts}
     tmp = tmp_path_factory.mktemp("faults")

@@ -39,7 +39,7 @@ import pytest
 
 from provision.lab.lab import Lab
 from provision.lab.podman import Podman
-from tests.lab.conftest import REPO, TIMINGS, LabShell
+from tests.lab.conftest import REPO, TIMINGS, LabShell, fresh_fleet
 
 FIRST = os.environ.get("PROVISION_LAB_INTERRUPT_FIRST_ADDRESS", "127.0.0.160")
 HOSTS = {"ws-postinst": "ws-w6800-ubuntu2404-sim", "ws-killed": "ws-w6800-ubuntu2404-sim", "ws-healthy": "ws-mi210"}
@@ -187,13 +187,8 @@ def ansible_left(inventory: Path) -> list[str]:
 
 @pytest.fixture(scope="module")
 def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
-    if subprocess.run(["which", "podman"], capture_output=True, check=False).returncode != 0:
-        pytest.skip("podman is not installed: the lab tests need it (run .ci/setup-lab.sh as root)")
-    lab = Lab(lab_dir())
-    lab.down()
-    began = time.monotonic()
-    up = lab.add([(name, template, address(i)) for i, (name, template) in enumerate(HOSTS.items())])
-    TIMINGS.append(f"interruption fleet up, {len(HOSTS)} hosts: {time.monotonic() - began:.1f} s")
+    lab, up = fresh_fleet(lab_dir(), [(name, template, address(i)) for i, (name, template) in enumerate(HOSTS.items())],
+                          "interruption fleet")
     tmp = tmp_path_factory.mktemp("interrupt")
     inventory = tmp / "lab.ini"
     inventory.write_text(lab.paths.inventory.read_text().replace(

@@ -6,7 +6,6 @@ the expected and the received hash."""
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -15,18 +14,15 @@ from types import ModuleType
 
 import pytest
 
+from tests.sources import load_source
+
 REPO = Path(__file__).resolve().parents[2]
 BODY = bytes(range(256)) * 4096  # 1 MiB
 RANGES: list[str] = []
 
 
 def load_module() -> ModuleType:
-    spec = importlib.util.spec_from_file_location(
-        "rocm_artifact_fetch", REPO / "roles" / "rocm_install" / "library" / "rocm_artifact_fetch.py")
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_source("roles/rocm_install/library/rocm_artifact_fetch.py")
 
 
 class Handler(BaseHTTPRequestHandler):

@@ -3,7 +3,6 @@ process reading its arguments from a JSON file. Many runs racing for one lock: e
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import subprocess
@@ -13,12 +12,11 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from tests.sources import load_source
+
 REPO = Path(__file__).resolve().parents[2]
 MODULE = REPO / "roles" / "rocm_preflight" / "library" / "rocm_host_lock.py"
-_spec = importlib.util.spec_from_file_location("provision_lock", REPO / "plugins" / "filter" / "provision_lock.py")
-assert _spec and _spec.loader
-filters = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(filters)
+filters = load_source("plugins/filter/provision_lock.py")
 provision_lock_owner, provision_pid_alive = filters.provision_lock_owner, filters.provision_pid_alive
 
 

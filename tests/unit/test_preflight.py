@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import pytest
@@ -11,12 +10,9 @@ import pytest
 from provision.errors import InventoryError
 from provision.inventory import spec_from_vars
 from provision.preflight import evaluate, rocm_state
+from tests.sources import load_source
 
-MODULE = Path(__file__).parents[2] / "roles" / "rocm_preflight" / "library" / "rocm_host_facts.py"
-spec = importlib.util.spec_from_file_location("rocm_host_facts", MODULE)
-assert spec and spec.loader
-facts_module = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(facts_module)
+facts_module = load_source("roles/rocm_preflight/library/rocm_host_facts.py")
 
 UBUNTU = 'NAME="Ubuntu"\nVERSION_ID="22.04"\nVERSION_CODENAME=jammy\nID=ubuntu\nPRETTY_NAME="Ubuntu 22.04.5 LTS"\n'
 

@@ -122,7 +122,7 @@ def secure_boot(module, root):
     """enabled / disabled / unknown / not-efi: mokutil on a real /sys, else the EFI variable under sysfs_root."""
     mokutil = module.get_bin_path("mokutil") if os.path.realpath(root) == "/sys" else None
     if mokutil:
-        rc, out, err = module.run_command([mokutil, "--sb-state"])
+        _rc, out, err = module.run_command([mokutil, "--sb-state"])
         text = (out + err).lower()
         if "secureboot enabled" in text:
             return "enabled"

@@ -36,6 +36,11 @@ options:
   index_password:
     description: Password for the wheel index.
     type: str
+  progress_file:
+    description: JSON lines C({file, done, total, files_done, files_total, time}) are appended to this file about
+      twice a second while pip downloads (C(done) counts the bytes of the wheel being downloaded, C(total) is the
+      size pip announced), for a progress bar.
+    type: path
 """
 
 RETURN = r"""
@@ -45,13 +50,17 @@ sets:
   type: dict
 """
 
+import contextlib
 import hashlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
 import tempfile
+import threading
+import time
 import urllib.parse
 from typing import Any
 
@@ -93,7 +102,86 @@ def cached(directory: str) -> list[dict[str, Any]] | None:
     return list(files)
 
 
-def fetch(spec: dict[str, Any], root: str, timeout: int, check: bool, netrc: str) -> dict[str, Any]:
+# pip's "  Downloading URL (12.3 MB)" line (printed whether or not its own progress bar is on)
+DOWNLOADING = re.compile(r"^\s*Downloading (\S+?)(?: \((\d+(?:\.\d+)?) (bytes|kB|MB|GB)\))?\s*$")
+UNITS = {"bytes": 1, "kB": 1000, "MB": 1000**2, "GB": 1000**3}
+
+
+class PipProgress:
+    """Follows a running `pip download`: the wheel it announced last, and how much of it sits in pip's temp dir."""
+
+    def __init__(self, path: str, files_total: int, tmp: str, dest: str) -> None:
+        self.path = path
+        self.files_total = files_total
+        self.tmp = tmp
+        self.dest = dest
+        self.file = ""
+        self.total: int | None = None
+        self.files_done = -1
+        self.stop = threading.Event()
+
+    def line(self, text: str) -> None:
+        match = DOWNLOADING.match(text)
+        if match:
+            self.file = urllib.parse.unquote(match.group(1).rsplit("/", 1)[-1])
+            size = match.group(2)
+            self.total = int(float(size) * UNITS[match.group(3)]) if size else None
+            self.files_done += 1
+
+    def received(self) -> int:
+        best = 0
+        with contextlib.suppress(OSError):  # pip copies a finished wheel into dest
+            best = os.path.getsize(os.path.join(self.dest, self.file))
+        for folder, _dirs, names in os.walk(self.tmp):
+            for name in names:
+                if urllib.parse.unquote(name) == self.file:
+                    with contextlib.suppress(OSError):  # pip may move it away meanwhile
+                        best = max(best, os.path.getsize(os.path.join(folder, name)))
+        return best
+
+    def write(self, finished: bool = False) -> None:
+        if not self.file:
+            return
+        done = self.received()
+        # pip announces a rounded size; once pip is done, the file's own size is the total
+        total = done if finished else max(self.total, done) if self.total is not None else None
+        line = {"file": self.file, "done": done, "total": total, "files_done": max(self.files_done, 0),
+                "files_total": self.files_total, "time": time.time()}
+        with open(self.path, "a", encoding="utf-8") as handle:
+            handle.write(json.dumps(line) + "\n")
+
+    def watch(self) -> None:
+        while not self.stop.wait(0.5):
+            self.write()
+
+
+def run_pip(argv: list[str], env: dict[str, str], progress_file: str | None, files_total: int,
+            tmp: str, dest: str) -> tuple[int, str]:
+    """Run pip; with a progress file, follow its output and temp dir while it downloads. Returns (exit, output)."""
+    if not progress_file:
+        done = subprocess.run(argv, capture_output=True, text=True, check=False, env=env)
+        return done.returncode, done.stdout + done.stderr
+    progress = PipProgress(progress_file, files_total, tmp, dest)
+    watcher = threading.Thread(target=progress.watch, daemon=True)
+    lines: list[str] = []
+    with subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                          env=dict(env, TMPDIR=tmp)) as pip:
+        watcher.start()
+        assert pip.stdout is not None
+        for text in pip.stdout:
+            lines.append(text)
+            progress.line(text)
+        code = pip.wait()
+    progress.stop.set()
+    watcher.join()
+    if code == 0:
+        progress.files_done = max(progress.files_done + 1, 0)
+        progress.write(finished=True)
+    return code, "".join(lines)
+
+
+def fetch(spec: dict[str, Any], root: str, timeout: int, check: bool, netrc: str,
+          progress_file: str | None = None) -> dict[str, Any]:
     key = str(spec["key"])
     directory = os.path.join(root, "wheels", key)
     files = cached(directory)
@@ -113,12 +201,18 @@ def fetch(spec: dict[str, Any], root: str, timeout: int, check: bool, netrc: str
             str(spec["python_version"]), "--implementation", "cp", "--progress-bar", "off", "--timeout",
             str(timeout), "--disable-pip-version-check", "--no-input", "--dest", partial, "-r", requirements]
     env = dict(os.environ, PIP_CONFIG_FILE=os.devnull, NETRC=netrc)
-    done = subprocess.run(argv, capture_output=True, text=True, check=False, env=env)
-    if done.returncode != 0:
-        tail = " | ".join((done.stdout + done.stderr).strip().splitlines()[-6:])
+    tmp = partial + ".tmp"  # pip's own temp dir (TMPDIR) while following it: the progress reads it
+    shutil.rmtree(tmp, ignore_errors=True)
+    os.makedirs(tmp, mode=0o700)
+    try:
+        code, output = run_pip(argv, env, progress_file, len(spec["requirements"]), tmp, partial)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    if code != 0:
+        tail = " | ".join(output.strip().splitlines()[-6:])
         shutil.rmtree(partial, ignore_errors=True)
         return {"ok": False, "dir": directory, "files": [], "downloaded": False,
-                "error": f"pip download from {spec['index_url']} failed (exit {done.returncode}): {tail}"}
+                "error": f"pip download from {spec['index_url']} failed (exit {code}): {tail}"}
     os.unlink(requirements)
     files = describe(partial)
     with open(os.path.join(partial, "manifest.json"), "w", encoding="utf-8") as handle:
@@ -140,6 +234,7 @@ def main() -> None:
             "timeout": {"type": "int", "default": 120},
             "index_username": {"type": "str"},
             "index_password": {"type": "str", "no_log": True},
+            "progress_file": {"type": "path"},
         },
         supports_check_mode=True,
     )
@@ -162,7 +257,8 @@ def main() -> None:
         if spec["key"] in results:
             continue
         try:
-            results[spec["key"]] = fetch(spec, root, module.params["timeout"], module.check_mode, netrc)
+            results[spec["key"]] = fetch(spec, root, module.params["timeout"], module.check_mode, netrc,
+                                         module.params["progress_file"])
         except OSError as exc:
             results[spec["key"]] = {"ok": False, "dir": "", "files": [], "downloaded": False,
                                     "error": f"{exc.__class__.__name__}: {exc}"}

@@ -1,0 +1,159 @@
+"""The controller's download progress, end to end on this machine: torch_venv_wheel_fetch runs a real
+`pip download` from a local find-links server that sends a wheel slowly, its progress file shows the wheel part
+way and then whole, and the CLI's live view turns such a file into a progress bar (terminal) or a plain line
+every few seconds (log)."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import io
+import json
+import os
+import threading
+import time
+import zipfile
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+from rich.console import Console
+
+from provision import progress as progress_mod
+from provision.progress import DownloadFollower, ProgressView
+from provision.runner import HostProgress
+from tests.sources import load_source
+
+REPO = Path(__file__).resolve().parents[2]
+WHEEL = "demo_pkg-1.0-py3-none-any.whl"
+
+
+def load_module() -> ModuleType:
+    return load_source("roles/torch_venv/library/torch_venv_wheel_fetch.py")
+
+
+def make_wheel(path: Path) -> bytes:
+    """A valid pure-Python wheel of about 3 MB (random, so it does not compress)."""
+    files = {"demo_pkg/__init__.py": b"", "demo_pkg/blob.bin": os.urandom(3_000_000),
+             "demo_pkg-1.0.dist-info/METADATA": b"Metadata-Version: 2.1\nName: demo-pkg\nVersion: 1.0\n",
+             "demo_pkg-1.0.dist-info/WHEEL": b"Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\n"
+                                              b"Tag: py3-none-any\n"}
+    record = []
+    for name, data in files.items():
+        digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
+        record.append(f"{name},sha256={digest},{len(data)}")
+    record.append("demo_pkg-1.0.dist-info/RECORD,,")
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_STORED) as archive:
+        for name, data in files.items():
+            archive.writestr(name, data)
+        archive.writestr("demo_pkg-1.0.dist-info/RECORD", "\n".join(record) + "\n")
+    return path.read_bytes()
+
+
+@pytest.fixture
+def slow_index(tmp_path: Path) -> Iterator[tuple[str, bytes]]:
+    body = make_wheel(tmp_path / WHEEL)
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            if self.path.endswith(".whl"):
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                for start in range(0, len(body), 100_000):  # about 3 s in all
+                    self.wfile.write(body[start:start + 100_000])
+                    self.wfile.flush()
+                    time.sleep(0.1)
+                return
+            page = f'<html><body><a href="{WHEEL}">{WHEEL}</a></body></html>'.encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html")
+            self.send_header("Content-Length", str(len(page)))
+            self.end_headers()
+            self.wfile.write(page)
+
+        def log_message(self, *args: object) -> None:
+            return
+
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{httpd.server_address[1]}/", body
+    httpd.shutdown()
+
+
+def test_wheel_download_writes_progress_part_way_and_whole(slow_index: tuple[str, bytes], tmp_path: Path) -> None:
+    url, body = slow_index
+    mod = load_module()
+    progress_file = tmp_path / "progress.jsonl"
+    spec = {"key": "k1", "index_url": url, "python_version": "3.12", "platform": "manylinux_2_28_x86_64",
+            "requirements": ["demo-pkg==1.0"]}
+    result = mod.fetch(spec, str(tmp_path / "cache"), 30, False, os.devnull, str(progress_file))
+    assert result["ok"], result["error"]
+    assert [f["file"] for f in result["files"]] == [WHEEL]
+    assert result["files"][0]["sha256"] == hashlib.sha256(body).hexdigest()
+    lines = [json.loads(line) for line in progress_file.read_text().splitlines()]
+    assert {line["file"] for line in lines} == {WHEEL}
+    # pip announced the size ("3.0 MB", rounded), and the bytes were seen arriving part way
+    assert all(abs(line["total"] - len(body)) < 100_000 for line in lines)
+    assert all(line["done"] <= line["total"] for line in lines)
+    assert any(0 < line["done"] < len(body) for line in lines), lines
+    assert lines[-1]["done"] == lines[-1]["total"] == len(body)  # the last line says it is whole
+    assert lines[-1]["files_done"] == 1 and lines[-1]["files_total"] == 1
+    assert not list((tmp_path / "cache" / "wheels").glob("*.tmp")), "pip's temp dir is cleaned up"
+
+
+def test_follower_reads_only_whole_new_lines(tmp_path: Path) -> None:
+    path = tmp_path / "p.jsonl"
+    follower = DownloadFollower(path)
+    assert follower.poll() is None  # no file yet
+    path.write_text('{"file": "a.deb", "done": 5, "total": 10, "files_done": 0, "files_total": 2, "time": 1}\n'
+                    'not json\n{"file": "b.deb", "do')
+    latest = follower.poll()
+    assert latest is not None and (latest.file, latest.done, latest.total) == ("a.deb", 5, 10)
+    with path.open("a") as handle:
+        handle.write('ne": 7, "total": null, "files_done": 1, "files_total": 2, "time": 2}\n')
+    latest = follower.poll()
+    assert latest is not None and (latest.file, latest.done, latest.total, latest.files_done) == ("b.deb", 7, None, 1)
+    assert latest.describe() == "controller download: b.deb (0.0 MB, file 2 of 2)"
+
+
+def line(path: Path, done: int, total: int = 200_000_000, name: str = "torch.whl") -> None:
+    with path.open("a") as handle:
+        handle.write(json.dumps({"file": name, "done": done, "total": total, "files_done": 0, "files_total": 3,
+                                 "time": time.time()}) + "\n")
+
+
+def test_terminal_view_shows_a_progress_bar_under_the_hosts(tmp_path: Path) -> None:
+    path = tmp_path / "p.jsonl"
+    line(path, 50_000_000)
+    hosts = {"ws-01": HostProgress("ws-01")}
+    console = Console(file=io.StringIO(), force_terminal=True, width=140, color_system=None)
+    view = ProgressView(hosts, "upgrade", console, downloads=path)
+    console.print(view)
+    text = console.file.getvalue()  # type: ignore[attr-defined]
+    assert "ws-01" in text
+    assert "controller download: torch.whl 25% (50.0 of 200.0 MB, file 1 of 3)" in text
+    assert "━" in text  # the bar itself
+
+
+def test_log_view_prints_a_download_line_at_most_every_interval(tmp_path: Path,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(progress_mod, "PLAIN_EVERY_S", 0.3)
+    path = tmp_path / "p.jsonl"
+    console = Console(file=io.StringIO(), force_terminal=False, width=140)
+    view = ProgressView({}, "upgrade", console, downloads=path)
+    assert not view.tty
+    view.print_download()  # nothing downloaded yet: nothing said
+    line(path, 10_000_000)
+    view.print_download()
+    line(path, 20_000_000)
+    view.print_download()  # too soon after the last line
+    time.sleep(0.35)
+    view.print_download()
+    view.print_download()  # nothing new
+    said = console.file.getvalue().splitlines()  # type: ignore[attr-defined]
+    assert said == ["controller download: torch.whl 5% (10.0 of 200.0 MB, file 1 of 3)",
+                    "controller download: torch.whl 10% (20.0 of 200.0 MB, file 1 of 3)"]

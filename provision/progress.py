@@ -44,7 +44,10 @@ class Download:
     def describe(self) -> str:
         size = f"{_mb(self.done)} of {_mb(self.total)} MB" if self.total else f"{_mb(self.done)} MB"
         percent = f"{100 * self.done // self.total}% " if self.total else ""
-        count = f", file {min(self.files_done + 1, self.files_total)} of {self.files_total}" if self.files_total else ""
+        if self.files_total:
+            count = f", file {min(self.files_done + 1, self.files_total)} of {self.files_total}"
+        else:  # a wheel set: how many files come with the pins is known only at the end
+            count = f", file {self.files_done + 1}"
         return f"controller download: {self.file} {percent}({size}{count})"
 
 

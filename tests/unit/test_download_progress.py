@@ -28,37 +28,42 @@ from tests.sources import load_source
 
 REPO = Path(__file__).resolve().parents[2]
 WHEEL = "demo_pkg-1.0-py3-none-any.whl"
+DEP = "dep_pkg-1.0-py3-none-any.whl"  # a dependency of the pinned wheel: pip fetches it after WHEEL
 
 
 def load_module() -> ModuleType:
     return load_source("roles/torch_venv/library/torch_venv_wheel_fetch.py")
 
 
-def make_wheel(path: Path) -> bytes:
-    """A valid pure-Python wheel of about 3 MB (random, so it does not compress)."""
-    files = {"demo_pkg/__init__.py": b"", "demo_pkg/blob.bin": os.urandom(3_000_000),
-             "demo_pkg-1.0.dist-info/METADATA": b"Metadata-Version: 2.1\nName: demo-pkg\nVersion: 1.0\n",
-             "demo_pkg-1.0.dist-info/WHEEL": b"Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\n"
-                                              b"Tag: py3-none-any\n"}
+def make_wheel(path: Path, name: str, size: int, requires: str = "") -> bytes:
+    """A valid pure-Python wheel of about `size` bytes (random, so it does not compress)."""
+    info = f"{name}-1.0.dist-info"
+    metadata = f"Metadata-Version: 2.1\nName: {name.replace('_', '-')}\nVersion: 1.0\n"
+    files = {f"{name}/__init__.py": b"", f"{name}/blob.bin": os.urandom(size),
+             f"{info}/METADATA": (metadata + (f"Requires-Dist: {requires}\n" if requires else "")).encode(),
+             f"{info}/WHEEL": b"Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n"}
     record = []
-    for name, data in files.items():
+    for member, data in files.items():
         digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
-        record.append(f"{name},sha256={digest},{len(data)}")
-    record.append("demo_pkg-1.0.dist-info/RECORD,,")
+        record.append(f"{member},sha256={digest},{len(data)}")
+    record.append(f"{info}/RECORD,,")
     with zipfile.ZipFile(path, "w", zipfile.ZIP_STORED) as archive:
-        for name, data in files.items():
-            archive.writestr(name, data)
-        archive.writestr("demo_pkg-1.0.dist-info/RECORD", "\n".join(record) + "\n")
+        for member, data in files.items():
+            archive.writestr(member, data)
+        archive.writestr(f"{info}/RECORD", "\n".join(record) + "\n")
     return path.read_bytes()
 
 
 @pytest.fixture
-def slow_index(tmp_path: Path) -> Iterator[tuple[str, bytes]]:
-    body = make_wheel(tmp_path / WHEEL)
+def slow_index(tmp_path: Path) -> Iterator[tuple[str, dict[str, bytes]]]:
+    wheels = {WHEEL: make_wheel(tmp_path / WHEEL, "demo_pkg", 3_000_000, requires="dep-pkg"),
+              DEP: make_wheel(tmp_path / DEP, "dep_pkg", 1_500_000)}
 
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
-            if self.path.endswith(".whl"):
+            name = self.path.rsplit("/", 1)[-1]
+            if name in wheels:
+                body = wheels[name]
                 self.send_response(200)
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
@@ -67,7 +72,7 @@ def slow_index(tmp_path: Path) -> Iterator[tuple[str, bytes]]:
                     self.wfile.flush()
                     time.sleep(0.1)
                 return
-            page = f'<html><body><a href="{WHEEL}">{WHEEL}</a></body></html>'.encode()
+            page = ("<html><body>" + "".join(f'<a href="{n}">{n}</a>' for n in wheels) + "</body></html>").encode()
             self.send_response(200)
             self.send_header("Content-Type", "text/html")
             self.send_header("Content-Length", str(len(page)))
@@ -80,28 +85,30 @@ def slow_index(tmp_path: Path) -> Iterator[tuple[str, bytes]]:
     httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
     thread.start()
-    yield f"http://127.0.0.1:{httpd.server_address[1]}/", body
+    yield f"http://127.0.0.1:{httpd.server_address[1]}/", wheels
     httpd.shutdown()
 
 
-def test_wheel_download_writes_progress_part_way_and_whole(slow_index: tuple[str, bytes], tmp_path: Path) -> None:
-    url, body = slow_index
+def test_wheel_download_writes_progress_part_way_and_whole(slow_index: tuple[str, dict[str, bytes]],
+                                                            tmp_path: Path) -> None:
+    url, wheels = slow_index
     mod = load_module()
     progress_file = tmp_path / "progress.jsonl"
     spec = {"key": "k1", "index_url": url, "python_version": "3.12", "platform": "manylinux_2_28_x86_64",
             "requirements": ["demo-pkg==1.0"]}
     result = mod.fetch(spec, str(tmp_path / "cache"), 30, False, os.devnull, str(progress_file))
     assert result["ok"], result["error"]
-    assert [f["file"] for f in result["files"]] == [WHEEL]
-    assert result["files"][0]["sha256"] == hashlib.sha256(body).hexdigest()
+    assert {f["file"]: f["sha256"] for f in result["files"]} == {
+        name: hashlib.sha256(body).hexdigest() for name, body in wheels.items()}
     lines = [json.loads(line) for line in progress_file.read_text().splitlines()]
-    assert {line["file"] for line in lines} == {WHEEL}
-    # pip announced the size ("3.0 MB", rounded), and the bytes were seen arriving part way
-    assert all(abs(line["total"] - len(body)) < 100_000 for line in lines)
-    assert all(line["done"] <= line["total"] for line in lines)
-    assert any(0 < line["done"] < len(body) for line in lines), lines
-    assert lines[-1]["done"] == lines[-1]["total"] == len(body)  # the last line says it is whole
-    assert lines[-1]["files_done"] == 1 and lines[-1]["files_total"] == 1
+    assert [line["file"] for line in lines] == sorted((line["file"] for line in lines), key=[WHEEL, DEP].index)
+    for index, (name, body) in enumerate(wheels.items()):  # the pinned wheel, then its dependency
+        mine = [line for line in lines if line["file"] == name]
+        # pip announced the size (rounded), and the bytes were seen arriving part way
+        assert all(abs(line["total"] - len(body)) < 100_000 and line["done"] <= line["total"] for line in mine)
+        assert all(line["files_done"] == index and line["files_total"] is None for line in mine)
+        assert mine[-1]["done"] == mine[-1]["total"] == len(body), mine[-3:]  # a wheel's last line: whole
+    assert any(0 < line["done"] < len(wheels[WHEEL]) for line in lines if line["file"] == WHEEL), lines
     assert not list((tmp_path / "cache" / "wheels").glob("*.tmp")), "pip's temp dir is cleaned up"
 
 

@@ -39,7 +39,8 @@ options:
   progress_file:
     description: JSON lines C({file, done, total, files_done, files_total, time}) are appended to this file about
       twice a second while pip downloads (C(done) counts the bytes of the wheel being downloaded, C(total) is the
-      size pip announced), for a progress bar.
+      size pip announced; a wheel's last line has C(done) = C(total) = its size; C(files_total) is null, as the
+      pins' dependencies come along), for a progress bar.
     type: path
 """
 
@@ -108,25 +109,30 @@ UNITS = {"bytes": 1, "kB": 1000, "MB": 1000**2, "GB": 1000**3}
 
 
 class PipProgress:
-    """Follows a running `pip download`: the wheel it announced last, and how much of it sits in pip's temp dir."""
+    """Follows a running `pip download`: the wheel it announced last, and how much of it sits in pip's temp dir.
+    pip fetches one file at a time, so a new announcement means the one before is whole."""
 
-    def __init__(self, path: str, files_total: int, tmp: str, dest: str) -> None:
+    def __init__(self, path: str, tmp: str, dest: str) -> None:
         self.path = path
-        self.files_total = files_total
         self.tmp = tmp
         self.dest = dest
         self.file = ""
         self.total: int | None = None
-        self.files_done = -1
+        self.files_done = 0
         self.stop = threading.Event()
+        self.lock = threading.Lock()
 
     def line(self, text: str) -> None:
         match = DOWNLOADING.match(text)
-        if match:
+        if not match:
+            return
+        with self.lock:
+            if self.file:
+                self._write(finished=True)
+                self.files_done += 1
             self.file = urllib.parse.unquote(match.group(1).rsplit("/", 1)[-1])
             size = match.group(2)
             self.total = int(float(size) * UNITS[match.group(3)]) if size else None
-            self.files_done += 1
 
     def received(self) -> int:
         best = 0
@@ -140,13 +146,18 @@ class PipProgress:
         return best
 
     def write(self, finished: bool = False) -> None:
+        with self.lock:
+            self._write(finished)
+
+    def _write(self, finished: bool) -> None:
         if not self.file:
             return
         done = self.received()
-        # pip announces a rounded size; once pip is done, the file's own size is the total
+        # pip announces a rounded size; once the file is whole, its own size is the total
         total = done if finished else max(self.total, done) if self.total is not None else None
-        line = {"file": self.file, "done": done, "total": total, "files_done": max(self.files_done, 0),
-                "files_total": self.files_total, "time": time.time()}
+        # how many files pip will fetch is known only at the end (dependencies of the pins come along)
+        line = {"file": self.file, "done": done, "total": total, "files_done": self.files_done, "files_total": None,
+                "time": time.time()}
         with open(self.path, "a", encoding="utf-8") as handle:
             handle.write(json.dumps(line) + "\n")
 
@@ -155,13 +166,13 @@ class PipProgress:
             self.write()
 
 
-def run_pip(argv: list[str], env: dict[str, str], progress_file: str | None, files_total: int,
-            tmp: str, dest: str) -> tuple[int, str]:
+def run_pip(argv: list[str], env: dict[str, str], progress_file: str | None, tmp: str,
+            dest: str) -> tuple[int, str]:
     """Run pip; with a progress file, follow its output and temp dir while it downloads. Returns (exit, output)."""
     if not progress_file:
         done = subprocess.run(argv, capture_output=True, text=True, check=False, env=env)
         return done.returncode, done.stdout + done.stderr
-    progress = PipProgress(progress_file, files_total, tmp, dest)
+    progress = PipProgress(progress_file, tmp, dest)
     watcher = threading.Thread(target=progress.watch, daemon=True)
     lines: list[str] = []
     with subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
@@ -175,7 +186,6 @@ def run_pip(argv: list[str], env: dict[str, str], progress_file: str | None, fil
     progress.stop.set()
     watcher.join()
     if code == 0:
-        progress.files_done = max(progress.files_done + 1, 0)
         progress.write(finished=True)
     return code, "".join(lines)
 
@@ -205,7 +215,7 @@ def fetch(spec: dict[str, Any], root: str, timeout: int, check: bool, netrc: str
     shutil.rmtree(tmp, ignore_errors=True)
     os.makedirs(tmp, mode=0o700)
     try:
-        code, output = run_pip(argv, env, progress_file, len(spec["requirements"]), tmp, partial)
+        code, output = run_pip(argv, env, progress_file, tmp, partial)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     if code != 0:

@@ -166,27 +166,33 @@ class PipProgress:
             self.write()
 
 
-def run_pip(argv: list[str], env: dict[str, str], progress_file: str | None, tmp: str,
-            dest: str) -> tuple[int, str]:
+def run_pip(argv: list[str], env: dict[str, str], progress_file: str | None, dest: str) -> tuple[int, str]:
     """Run pip; with a progress file, follow its output and temp dir while it downloads. Returns (exit, output)."""
     if not progress_file:
         done = subprocess.run(argv, capture_output=True, text=True, check=False, env=env)
         return done.returncode, done.stdout + done.stderr
+    tmp = dest + ".tmp"  # pip's own temp dir (TMPDIR) while following it: the progress reads it
+    shutil.rmtree(tmp, ignore_errors=True)
+    os.makedirs(tmp, mode=0o700)
     progress = PipProgress(progress_file, tmp, dest)
     watcher = threading.Thread(target=progress.watch, daemon=True)
     lines: list[str] = []
-    with subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                          env=dict(env, TMPDIR=tmp)) as pip:
-        watcher.start()
-        assert pip.stdout is not None
-        for text in pip.stdout:
-            lines.append(text)
-            progress.line(text)
-        code = pip.wait()
-    progress.stop.set()
-    watcher.join()
-    if code == 0:
-        progress.write(finished=True)
+    try:
+        with subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                              env=dict(env, TMPDIR=tmp)) as pip:
+            watcher.start()
+            assert pip.stdout is not None
+            for text in pip.stdout:
+                lines.append(text)
+                progress.line(text)
+            code = pip.wait()
+        progress.stop.set()
+        watcher.join()
+        if code == 0:
+            progress.write(finished=True)
+    finally:
+        progress.stop.set()
+        shutil.rmtree(tmp, ignore_errors=True)
     return code, "".join(lines)
 
 
@@ -211,13 +217,7 @@ def fetch(spec: dict[str, Any], root: str, timeout: int, check: bool, netrc: str
             str(spec["python_version"]), "--implementation", "cp", "--progress-bar", "off", "--timeout",
             str(timeout), "--disable-pip-version-check", "--no-input", "--dest", partial, "-r", requirements]
     env = dict(os.environ, PIP_CONFIG_FILE=os.devnull, NETRC=netrc)
-    tmp = partial + ".tmp"  # pip's own temp dir (TMPDIR) while following it: the progress reads it
-    shutil.rmtree(tmp, ignore_errors=True)
-    os.makedirs(tmp, mode=0o700)
-    try:
-        code, output = run_pip(argv, env, progress_file, tmp, partial)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+    code, output = run_pip(argv, env, progress_file, partial)
     if code != 0:
         tail = " | ".join(output.strip().splitlines()[-6:])
         shutil.rmtree(partial, ignore_errors=True)

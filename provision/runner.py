@@ -67,9 +67,17 @@ def _owner_only(root: Path) -> None:
 
 
 def runs_dir() -> Path:
+    """The runs directory, made 0700 when it does not exist yet. An existing one keeps its mode: it may be a
+    directory a team shares on purpose, and every run directory inside is 0700 on its own."""
     base = Path(os.environ.get("PROVISION_RUNS_DIR", Path.home() / ".local" / "state" / "rocm-provision" / "runs"))
-    base.mkdir(parents=True, exist_ok=True, mode=0o700)
-    os.chmod(base, 0o700)
+    if not base.is_dir():
+        base.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        try:
+            base.mkdir(mode=0o700)
+        except FileExistsError:
+            pass  # another run made it meanwhile
+        else:
+            os.chmod(base, 0o700)  # whatever the umask
     return base
 
 
@@ -203,34 +211,37 @@ class PlaybookRun:
         # ansible-runner writes artifacts (stdout, job events, fact cache) with the process umask: they hold
         # hosts' facts and command output, so they are for the run's owner only, like the run directory.
         previous_umask = os.umask(0o077)
-        thread, runner = ansible_runner.run_async(
-            private_data_dir=str(self.run_dir),
-            project_dir=str(root / "playbooks"),
-            playbook=self.playbook if Path(self.playbook).is_absolute() else str(root / "playbooks" / self.playbook),
-            inventory=str(self.inventory),
-            limit=self.limit,
-            forks=self.forks,
-            extravars=self.extravars or None,
-            envvars=envvars,
-            cmdline=" ".join(cmdline) or None,
-            event_handler=self._event,
-            cancel_callback=self._cancel.is_set,
-            quiet=True,
-            suppress_env_files=True,
-        )
         try:
-            while thread.is_alive():
-                thread.join(timeout=0.2)
-        except KeyboardInterrupt:
-            # Ctrl-C / SIGTERM: let ansible-runner stop ansible-playbook, then record where each host stood.
-            self.interrupted = True
-            self._cancel.set()
-            while thread.is_alive():
-                try:
-                    thread.join(timeout=0.5)
-                except KeyboardInterrupt:
-                    continue
-        os.umask(previous_umask)
+            thread, runner = ansible_runner.run_async(
+                private_data_dir=str(self.run_dir),
+                project_dir=str(root / "playbooks"),
+                playbook=self.playbook if Path(self.playbook).is_absolute() else str(root / "playbooks" / self.playbook),
+                inventory=str(self.inventory),
+                limit=self.limit,
+                forks=self.forks,
+                extravars=self.extravars or None,
+                envvars=envvars,
+                cmdline=" ".join(cmdline) or None,
+                event_handler=self._event,
+                cancel_callback=self._cancel.is_set,
+                quiet=True,
+                suppress_env_files=True,
+            )
+            try:
+                while thread.is_alive():
+                    thread.join(timeout=0.2)
+            except KeyboardInterrupt:
+                # Ctrl-C / SIGTERM: let ansible-runner stop ansible-playbook, then record where each host stood.
+                self.interrupted = True
+                self._cancel.set()
+                while thread.is_alive():
+                    try:
+                        thread.join(timeout=0.5)
+                    except KeyboardInterrupt:
+                        continue
+        finally:
+            # the process's umask is the caller's again however the run ended (an exception included)
+            os.umask(previous_umask)
         _owner_only(self.run_dir)
         now = time.monotonic()
         if self.interrupted:

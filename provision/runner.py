@@ -210,12 +210,13 @@ class PlaybookRun:
         }
         # ansible-runner writes artifacts (stdout, job events, fact cache) with the process umask: they hold
         # hosts' facts and command output, so they are for the run's owner only, like the run directory.
+        playbook = self.playbook if Path(self.playbook).is_absolute() else str(root / "playbooks" / self.playbook)
         previous_umask = os.umask(0o077)
         try:
             thread, runner = ansible_runner.run_async(
                 private_data_dir=str(self.run_dir),
                 project_dir=str(root / "playbooks"),
-                playbook=self.playbook if Path(self.playbook).is_absolute() else str(root / "playbooks" / self.playbook),
+                playbook=playbook,
                 inventory=str(self.inventory),
                 limit=self.limit,
                 forks=self.forks,

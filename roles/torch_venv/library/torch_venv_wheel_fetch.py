@@ -11,7 +11,8 @@ description:
   - For every set (find-links URL, the hosts' Python X.Y and platform, the pinned C(name==version) list), runs
     C(pip download --no-index --find-links URL --only-binary=:all: --platform P --python-version X.Y
     --implementation cp) once into C(cache_dir/wheels/<key>) and records every wheel's sha256 in
-    C(manifest.json). A set whose manifest is complete is not downloaded again.
+    C(manifest.json). A set whose manifest is complete is not downloaded again, but every cached file is
+    re-hashed before use: a file whose sha256 differs from the manifest's fails that set and is not used.
   - Runs where pip should download (normally C(delegate_to: localhost) with C(run_once)), with the interpreter
     that runs the module. Check mode downloads nothing.
   - Never fails for one set: errors are reported per set, so each host fails alone.
@@ -88,18 +89,32 @@ def describe(directory: str) -> list[dict[str, Any]]:
     return out
 
 
+class CacheTampered(Exception):
+    """A cached wheel no longer has the sha256 recorded when it was downloaded."""
+
+
 def cached(directory: str) -> list[dict[str, Any]] | None:
+    """The cached set's files, each re-hashed now (a size can stay the same while the bytes change); None when
+    the set is not (completely) cached. A file whose bytes changed since the download raises CacheTampered."""
     manifest = os.path.join(directory, "manifest.json")
     try:
         with open(manifest, encoding="utf-8") as handle:
             files = json.load(handle)["files"]
     except (OSError, ValueError, KeyError):
         return None
+    changed = []
     for item in files:
         path = os.path.join(directory, item["file"])
-        if not os.path.isfile(path) or os.path.getsize(path) != item["size"]:
+        if not os.path.isfile(path):
             return None
+        got = sha256(path)
+        if got != item.get("sha256"):
+            changed.append(f"{item['file']}: sha256 {got}, recorded {item.get('sha256')}")
         item["path"] = path
+    if changed:
+        raise CacheTampered(
+            f"the controller's cached wheel set {directory} changed after it was downloaded: {'; '.join(changed)}. "
+            "It was not used; find out who changed it, then delete that directory to download the set again")
     return list(files)
 
 
@@ -200,7 +215,10 @@ def fetch(spec: dict[str, Any], root: str, timeout: int, check: bool, netrc: str
           progress_file: str | None = None) -> dict[str, Any]:
     key = str(spec["key"])
     directory = os.path.join(root, "wheels", key)
-    files = cached(directory)
+    try:
+        files = cached(directory)
+    except CacheTampered as exc:
+        return {"ok": False, "dir": directory, "files": [], "downloaded": False, "error": str(exc)}
     if files is not None:
         return {"ok": True, "dir": directory, "files": files, "downloaded": False, "error": ""}
     if check:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import sys
 import uuid
 from datetime import UTC, datetime
@@ -513,8 +512,9 @@ def upgrade(
     run = PlaybookRun("upgrade.yml", hosts, hosts=[h.name for h in lab.hosts], limit=limit, forks=forks,
                       extravars=extravars, check=check_mode)
     run.extravars["conv_verify_fetch_dir"] = str(run.run_dir / "verify")
-    # the host lock's run id: unique even for runs started in the same second with different runs dirs
-    lock_id = f"{socket.gethostname()}:{run.run_dir.name}:{uuid.uuid4().hex[:8]}"
+    # the host lock's run id: random (never the host name, which clones and containers share), with the run
+    # directory's name for people reading the lock
+    lock_id = f"{run.run_dir.name}:{uuid.uuid4().hex}"
     run.extravars["rocm_preflight_lock_run_id"] = lock_id
     # the controller's artifact cache downloads report here; the live view shows a progress bar from it
     downloads = run.run_dir / "download-progress.jsonl"

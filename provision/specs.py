@@ -79,7 +79,8 @@ ALLOWED: dict[str, str] = {
                      " keep it in Ansible Vault); only with an https:// mirror",
     "install_driver": "true (install the amdgpu-dkms driver) or false (keep the in-box amdgpu driver)",
     "verify_device": "auto (the GPU, or fail when there is none), cuda (a GPU through torch.cuda, ROCm or CUDA) or cpu",
-    "lock_max_age": "seconds, an integer from 0 to 2592000 (30 days): a host lock older than this is taken over",
+    "lock_max_age": "seconds, an integer from 3600 (1 hour) to 2592000 (30 days): a host lock older than this is"
+                    " taken over (a younger run may still be working on the host; true/false are not numbers)",
     "artifact_cache": "true (the controller downloads packages and wheels once for the fleet) or false (each host"
                       " downloads from the repository itself)",
     "cache_dir": "an absolute path on the controller for the artifact cache"
@@ -99,6 +100,14 @@ def _bool(value: Any) -> Any:
         if word in FALSE_WORDS:
             return False
     raise ValueError("not a boolean")
+
+
+def _seconds(value: Any) -> Any:
+    """An integer number of seconds; a boolean (YAML `true`, INI `yes`) is refused, not read as 1 or 0."""
+    if isinstance(value, bool) or (isinstance(value, str) and value.strip().lower() in TRUE_WORDS | FALSE_WORDS
+                                   and not value.strip().isdigit()):
+        raise ValueError("is a boolean, not a number of seconds")
+    return value
 
 
 def _list(value: Any) -> Any:
@@ -229,7 +238,7 @@ class HostSpec(BaseModel):
     verify_venv: AbsPath | None = None
     verify_device: Literal["auto", "cuda", "cpu"] = "auto"
     install_driver: StrictishBool = True
-    lock_max_age: int = Field(default=86400, ge=0, le=2592000)
+    lock_max_age: Annotated[int, BeforeValidator(_seconds)] = Field(default=86400, ge=3600, le=2592000)
     artifact_cache: StrictishBool = True
     cache_dir: AbsPath | None = None
     repo_username: str | None = None

@@ -1,0 +1,160 @@
+#!/usr/bin/python
+"""Who may change a venv's code: its owner, and whether anyone but root could change what root would run."""
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: rocm_venv_trust
+short_description: Tell a venv's owner and whether anyone but root can change the code it runs
+description:
+  - Reads the venv O(path) without running anything in it. Reports its owner (the user a verification runs as)
+    and C(root_only): true when root alone can change what C(bin/python) would run, that is when the venv, every
+    directory above it, every file and directory in it, and the interpreter C(bin/python) resolves to (with the
+    directories above that) are owned by root and writable by no group but root's and by no others. Python runs
+    any C(.pth) file in site-packages at start-up, so one user-writable file or directory anywhere in the venv is
+    enough to run that user's code.
+  - With O(fix=true) (for a venv rocm-provision made itself, as root) every file and directory in the venv is
+    given to root:root, group and other write bits are taken off and read (and search, for directories and
+    executables) bits are given to all, so the venv is root-owned and world-readable; then it is judged again.
+options:
+  path:
+    description: The venv's directory.
+    type: path
+    required: true
+  fix:
+    description: Make the venv root-owned and world-readable first (only for rocm-provision's own venv).
+    type: bool
+    default: false
+author: rocm-provision
+"""
+
+RETURN = r"""
+exists:
+  description: Whether the venv directory exists.
+  type: bool
+owner:
+  description: The venv directory's owner (user name, or the uid as text when it has no name).
+  type: str
+uid:
+  description: The venv directory's owner's uid.
+  type: int
+root_only:
+  description: True when nobody but root can change what the venv runs.
+  type: bool
+writable_by_others:
+  description: Up to 10 paths that someone other than root could change, each with who (C(path (uid 1000))).
+  type: list
+  elements: str
+"""
+
+import os
+import pwd
+import stat
+from typing import Any
+
+from ansible.module_utils.basic import AnsibleModule
+
+SHOW = 10
+
+
+def _who(st: os.stat_result) -> str:
+    """'' when only root can change this entry (through its own permissions), else who else can."""
+    if st.st_uid != 0:
+        return f"owner uid {st.st_uid}"
+    if stat.S_ISLNK(st.st_mode):
+        return ""  # a link's own mode means nothing; its owner and its directory decide
+    if st.st_mode & stat.S_IWOTH and not (stat.S_ISDIR(st.st_mode) and st.st_mode & stat.S_ISVTX):
+        return "writable by others"
+    if st.st_mode & stat.S_IWGRP and st.st_gid != 0:
+        return f"writable by group gid {st.st_gid}"
+    return ""
+
+
+def _ancestors(path: str) -> list[str]:
+    out = []
+    current = os.path.dirname(os.path.abspath(path))
+    while True:
+        out.append(current)
+        parent = os.path.dirname(current)
+        if parent == current:
+            return out
+        current = parent
+
+
+def judge(venv: str) -> list[str]:
+    """Paths someone other than root could change, with who."""
+    found: list[str] = []
+
+    def look(path: str) -> None:
+        try:
+            st = os.lstat(path)
+        except OSError:
+            return
+        who = _who(st)
+        if who:
+            found.append(f"{path} ({who})")
+
+    for path in [*_ancestors(venv), venv]:
+        look(path)
+    for folder, dirs, files in os.walk(venv):
+        for name in dirs + files:
+            look(os.path.join(folder, name))
+    python = os.path.join(venv, "bin", "python")
+    real = os.path.realpath(python)
+    if os.path.commonpath([os.path.abspath(venv), real]) != os.path.abspath(venv):
+        for path in [*_ancestors(real), real]:
+            look(path)
+    return found
+
+
+def fix(venv: str) -> bool:
+    """root:root, no group/other write, world-readable (and searchable/executable where the owner may). Returns
+    whether anything changed."""
+    changed = False
+    for folder, dirs, files in os.walk(venv):
+        for path in [folder] + [os.path.join(folder, n) for n in dirs + files]:
+            st = os.lstat(path)
+            if st.st_uid != 0 or st.st_gid != 0:
+                os.lchown(path, 0, 0)
+                changed = True
+            if stat.S_ISLNK(st.st_mode):
+                continue
+            mode = stat.S_IMODE(st.st_mode)
+            want = (mode & ~0o022) | 0o444
+            if stat.S_ISDIR(st.st_mode) or mode & 0o100:
+                want |= 0o111
+            if want != mode:
+                os.chmod(path, want)
+                changed = True
+    return changed
+
+
+def main() -> None:
+    module = AnsibleModule(
+        argument_spec={"path": {"type": "path", "required": True}, "fix": {"type": "bool", "default": False}},
+        supports_check_mode=True,
+    )
+    venv = module.params["path"]
+    result: dict[str, Any] = {"changed": False, "path": venv, "exists": os.path.isdir(venv), "owner": "",
+                              "uid": -1, "root_only": False, "writable_by_others": []}
+    if not result["exists"]:
+        module.exit_json(**result)
+    if module.params["fix"] and not module.check_mode:
+        try:
+            result["changed"] = fix(venv)
+        except OSError as exc:
+            module.fail_json(msg=f"cannot make {venv} root-owned and world-readable: {exc}", **result)
+    st = os.stat(venv)
+    try:
+        owner = pwd.getpwuid(st.st_uid).pw_name
+    except KeyError:
+        owner = str(st.st_uid)
+    others = judge(venv)
+    result.update(owner=owner, uid=st.st_uid, root_only=not others, writable_by_others=others[:SHOW],
+                  writable_count=len(others))
+    module.exit_json(**result)
+
+
+if __name__ == "__main__":
+    main()

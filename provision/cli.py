@@ -459,6 +459,9 @@ def upgrade(
     reverify: Annotated[bool, typer.Option("--reverify",
                                            help="Take the full path (verification included) on converged hosts too.")]
     = False,
+    update_lock: Annotated[bool, typer.Option(
+        "--update-lock", help="Record the wheels' sha256 as they are now in rocm-provision.lock (beside the "
+                              "inventory), replacing what differs; without it a differing file is refused.")] = False,
 ) -> None:
     """Upgrade every host to its plan: ROCm 7.0 + PyTorch 2.8.0, or the MIOpen fallback profile; then verify.
 
@@ -480,6 +483,8 @@ def upgrade(
         provision upgrade --hosts lab.ini --yes --reverify
 
         provision upgrade --hosts lab.ini --yes --serial 25% --max-fail-percent 10
+
+        provision upgrade --hosts lab.ini --update-lock    # after you changed the pins or the index on purpose
     """
     from provision.inventory import load_lab
     from provision.progress import ProgressView
@@ -508,6 +513,10 @@ def upgrade(
         extravars["provision_max_fail_percent"] = max_fail_percent
     if reverify:
         extravars["rocm_preflight_force"] = True
+    # the fleet's artifact lock file, beside the inventory (see README: "The artifact lock file")
+    extravars["provision_artifact_lock"] = str(artifact_lock_path(hosts))
+    if update_lock:
+        extravars["provision_artifact_lock_update"] = True
     started = datetime.now(UTC)
     run = PlaybookRun("upgrade.yml", hosts, hosts=[h.name for h in lab.hosts], limit=limit, forks=forks,
                       extravars=extravars, check=check_mode)
@@ -533,6 +542,12 @@ def upgrade(
         err.print("interrupted: each host's state is in the report; `provision upgrade` resumes from there")
         raise typer.Exit(130)
     raise typer.Exit(report.exit_code(doc))
+
+
+def artifact_lock_path(inventory: Path) -> Path:
+    """rocm-provision.lock beside the inventory: in the inventory file's directory, or beside an inventory
+    directory (inside it, Ansible would try to read it as an inventory source)."""
+    return inventory.resolve().parent / "rocm-provision.lock"
 
 
 def _release_locks(inventory: Path, lock_id: str, failed: list[str]) -> None:

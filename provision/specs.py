@@ -364,5 +364,8 @@ FIELDS = tuple(HostSpec.model_fields)
 VARIABLES = tuple(PREFIX + f for f in FIELDS)
 # Run-level settings, not part of a host's spec: upgrade.yml reads provision_serial and provision_max_fail_percent
 # for `serial` and `max_fail_percentage` (the CLI's --serial and --max-fail-percent pass them as extra vars);
-# provision_progress_file is where the controller's downloads write their progress for the CLI's live display.
-RUN_VARIABLES = ("provision_serial", "provision_max_fail_percent", "provision_progress_file")
+# provision_progress_file is where the controller's downloads write their progress for the CLI's live display;
+# provision_artifact_lock is the fleet's lock file of wheel sha256s (beside the inventory), and
+# provision_artifact_lock_update (--update-lock) rewrites what differs in it on purpose.
+RUN_VARIABLES = ("provision_serial", "provision_max_fail_percent", "provision_progress_file", "provision_artifact_lock",
+                 "provision_artifact_lock_update")

@@ -97,3 +97,57 @@ def check(lock: dict[str, Any], sig: str, describe: str, files: list[dict[str, A
                                        "size": int(item.get("size") or 0)}
     lock["sets"][sig] = {"describe": describe, "files": sorted(str(item["file"]) for item in files)}
     return problems, notes
+
+
+def _norm(name: str) -> str:
+    return "".join("-" if c in "-_." else c for c in name.lower())
+
+
+def pinned_files(files: list[dict[str, Any]], pins: list[dict[str, Any]]) -> dict[str, str]:
+    """{file: sha256} of the set's files that a pin with a user-set sha256 names (name and version)."""
+    wanted = {(_norm(str(p.get("name", ""))), str(p.get("version", ""))): str(p["sha256"]).lower()
+              for p in pins if p.get("sha256")}
+    out = {}
+    for item in files:
+        key = (_norm(str(item.get("name", ""))), str(item.get("version", "")))
+        if key in wanted and str(item.get("sha256")) == wanted[key]:
+            out[str(item["file"])] = wanted[key]
+    return out
+
+
+def verify_sets(path: str, specs: dict[str, dict[str, Any]], results: dict[str, dict[str, Any]], *,
+                update: bool = False, check_mode: bool = False) -> tuple[bool, list[str]]:
+    """Hold every fetched set (`results[key]`: {ok, files, dir, downloaded, error}) to the lock file at `path`.
+    A set that differs gets ok false and an error naming each file, the sha256 it has and the one the lock file
+    records. Returns (whether the lock file was written, notes for the user)."""
+    lock = load(path)
+    before = json.dumps(lock, sort_keys=True)
+    notes: list[str] = []
+    for key, result in results.items():
+        if not result.get("ok") or not result.get("files"):
+            continue
+        spec = specs[key]
+        pins = list(spec.get("pins") or [])
+        platforms = [str(p) for p in (spec.get("platforms") or [spec.get("platform", "")])]
+        sig = signature(pins, str(spec.get("python_version", "")), platforms)
+        describe = (", ".join(f"{p.get('name')}=={p.get('version')}" for p in pins)
+                    + f" for Python {spec.get('python_version')} ({', '.join(platforms)})")
+        problems, said = check(lock, sig, describe, result["files"], pinned_files(result["files"], pins), update)
+        notes += said
+        if problems:
+            where = "downloaded now" if result.get("downloaded") else f"from the controller's cache {result.get('dir')}"
+            result.update(ok=False, error=(
+                f"the wheel set {describe} ({where}) does not match the lock file {path}: {'; '.join(problems)}. "
+                "Nothing was installed or removed. If you changed the pins or the index on purpose, run "
+                "`provision upgrade --update-lock` (or set provision_artifact_lock_update=true), then review the "
+                "lock file's diff before you commit it"))
+            result["lock_mismatch"] = True
+    after = json.dumps(lock, sort_keys=True)
+    if after == before:
+        return False, notes
+    new = sorted(set(lock["files"]) - set(json.loads(before)["files"]))
+    if new:
+        notes.append(f"recorded {len(new)} wheel(s) in {path} (trust on first use): review and commit it")
+    if not check_mode:
+        save(path, lock)
+    return True, notes

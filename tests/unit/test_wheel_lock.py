@@ -79,3 +79,23 @@ def test_an_unreadable_lock_file_is_an_error_not_an_empty_lock(tmp_path: Path) -
     path.write_text(json.dumps({"version": 99, "files": {}, "sets": {}}))
     with pytest.raises(lock_mod.LockFileError, match="not a rocm-provision lock file"):
         lock_mod.load(str(path))
+
+
+def test_verify_sets_refuses_a_set_and_names_the_file_and_both_hashes(tmp_path: Path) -> None:
+    path = str(tmp_path / "rocm-provision.lock")
+    spec = {"k1": {"pins": PINS, "python_version": "3.12", "platforms": ["linux_x86_64"]}}
+    first = {"k1": {"ok": True, "files": files(), "dir": "/c/k1", "downloaded": True}}
+    written, notes = lock_mod.verify_sets(path, spec, first)
+    assert written and first["k1"]["ok"] and "recorded 2 wheel(s)" in notes[0]
+    cached = {"k1": {"ok": True, "files": files(dep="d" * 64), "dir": "/c/k1", "downloaded": False}}
+    written, _ = lock_mod.verify_sets(path, spec, cached)
+    assert not written and not cached["k1"]["ok"]
+    assert f"{DEP}: sha256 {'d' * 64}, the lock file says {'b' * 64}" in cached["k1"]["error"]
+    assert "from the controller's cache /c/k1" in cached["k1"]["error"] and "--update-lock" in cached["k1"]["error"]
+    # the user pins torch's sha256: that pin wins over the lock, and the lock follows it
+    pinned = {"k1": {"pins": [{**PINS[0], "sha256": "f" * 64}], "python_version": "3.12",
+                     "platforms": ["linux_x86_64"]}}
+    mine = [{**f, "name": f["file"].split("-")[0], "version": f["file"].split("-")[1]} for f in files(torch="f" * 64)]
+    result = {"k1": {"ok": True, "files": mine, "dir": "/c/k1", "downloaded": True}}
+    lock_mod.verify_sets(path, pinned, result)
+    assert result["k1"]["ok"], result

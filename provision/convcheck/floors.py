@@ -12,6 +12,8 @@ from typing import Any
 from provision.convcheck.cases import DTYPES, PASSES
 from provision.convcheck.tolerances import FLOOR_GOAL
 
+__all__ = ["FLOOR_GOAL", "PASSES", "fmt", "markdown_lines", "over_goal", "text_lines", "worst"]
+
 
 def worst(cases: list[dict[str, Any]]) -> dict[str, dict[str, dict[str, Any]]]:
     """{dtype: {pass: {"worst", "case", "checked", "finite_only", "blind"}}} over the case records.

@@ -25,8 +25,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from provision.convcheck.cases import DTYPES, PASSES  # noqa: E402
-from provision.convcheck.tolerances import EXACT_INTEGER_LIMIT, FLOOR_GOAL  # noqa: E402
+from provision.convcheck.cases import DTYPES, PASSES
+from provision.convcheck.tolerances import EXACT_INTEGER_LIMIT, FLOOR_GOAL
 
 
 def _floors_after(doc: dict[str, Any]) -> dict[tuple[str, str], list[float]]:

@@ -72,6 +72,7 @@ def _verification(stats: dict[str, Any] | None) -> dict[str, Any] | None:
         "env": doc.get("env", {}),
         "json": str(path) if path.is_file() else None,
         "cases": [{k: c.get(k) for k in keep} for c in doc.get("cases", [])],
+        "detection_floors": doc.get("detection_floors"),
     }
 
 

@@ -13,6 +13,8 @@ from pathlib import Path
 from typing import Any
 from xml.etree import ElementTree as ET
 
+from provision.convcheck import floors
+
 SCHEMA_VERSION = 1
 STATES = ("done", "fallback-applied", "failed", "unreachable", "blocked", "skipped", "planned")
 REPORT_FILES = ("report.json", "junit.xml", "report.md", "report.html")
@@ -164,6 +166,10 @@ def markdown(report: dict[str, Any]) -> str:
         bad = [c for c in ((h.get("verification") or {}).get("cases") or []) if c["status"] not in ("pass", "skipped")]
         for c in bad[:20]:
             lines.append(f"- verification {c['status']}: `{c['name']}` {c.get('error') or ''}")
+        detection = (h.get("verification") or {}).get("detection_floors")
+        if detection:
+            lines += ["", "Detection floor: the largest uniform relative error of a result that a checked pass "
+                      "could miss (worst per dtype and pass):", "", *floors.markdown_lines(detection)]
         lines.append("")
     return "\n".join(lines)
 
@@ -238,6 +244,22 @@ def _chart(rows: list[tuple[str, str, float]]) -> str:
     return "".join(parts)
 
 
+def _floor_table(hosts: list[dict[str, Any]]) -> str:
+    """Worst detection floor per host, dtype and pass (the largest uniform relative error a check could miss)."""
+    rows = []
+    for h in hosts:
+        for dt, row in ((h.get("verification") or {}).get("detection_floors") or {}).items():
+            cells = "".join(f"<td>{_e(floors.fmt(row[p]['worst']) if p in row else '-')}</td>" for p in floors.PASSES)
+            goal = floors.fmt(floors.FLOOR_GOAL.get(dt))
+            rows.append(f"<tr><td>{_e(h['name'])}</td><td>{_e(dt)}</td><td>≤ {_e(goal)}</td>{cells}</tr>")
+    if not rows:
+        return ""
+    head = "".join(f"<th>{_e(p)}</th>" for p in floors.PASSES)
+    return ("<p>Detection floor: the largest uniform relative error of a result that a checked pass could miss "
+            "(worst per dtype and pass).</p><table><thead><tr><th>host</th><th>dtype</th><th>goal</th>"
+            f"{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>")
+
+
 def html_page(report: dict[str, Any]) -> str:
     run = report["run"]
     counts = ", ".join(f"{n} {s}" for s, n in sorted(report["summary"]["by_state"].items()))
@@ -267,7 +289,7 @@ def html_page(report: dict[str, Any]) -> str:
         f"{_e(run['finished'])} ({_e(round(run['duration_s']))} s) · pins {_e(report['tool']['pins_version'])}"
         f"{' · check mode: nothing changed' if run.get('check_mode') else ''}</p>"
         f"<div class='cards'>{''.join(_card(h) for h in report['hosts'])}</div>"
-        f"<h2 style='margin-top:1.5rem'>Verification</h2>{table}"
+        f"<h2 style='margin-top:1.5rem'>Verification</h2>{table}{_floor_table(report['hosts'])}"
         f"<h2 style='margin-top:1.5rem'>Achieved TFLOP/s</h2>{_chart(chart_rows)}"
         "</body></html>\n"
     )

@@ -134,3 +134,26 @@ def test_html_renders_in_headless_chromium_without_console_errors(tmp_path: Path
     assert "ws-good" in dom.stdout and "failed-at-stack" in dom.stdout and "<svg" in dom.stdout
     shot = chromium(page, tmp_path, f"--screenshot={tmp_path / 'report.png'}", "--window-size=1280,1600")
     assert shot.returncode == 0 and (tmp_path / "report.png").stat().st_size > 10_000
+
+
+def test_detection_floors_reach_markdown_and_html(tmp_path: Path) -> None:
+    """The suite's worst floor per dtype and pass travels from its JSON through the host's verification
+    into both summaries."""
+    from provision import outcome
+
+    suite = {"verdict": "pass", "summary": {"total": 2, "pass": 2}, "cases": [],
+             "detection_floors": {"bf16": {"fwd": {"worst": 0.0442, "case": "c1", "checked": 3, "finite_only": 0,
+                                                   "blind": 0}},
+                                  "fp32": {"bwd_bias": {"worst": 0.0021, "case": "c2", "checked": 1, "finite_only": 0,
+                                                        "blind": 0}}}}
+    path = tmp_path / "convcheck.json"
+    path.write_text(json.dumps(suite))
+    verification = outcome._verification({"json": str(path), "verdict": "pass"})
+    assert verification is not None and verification["detection_floors"] == suite["detection_floors"]
+    doc = sample()
+    doc["hosts"][0]["verification"] = verification
+    text = report.markdown(doc)
+    assert "| bf16 | ≤ 5 % | 4.42 % | - | - | - |" in text
+    assert "| fp32 | ≤ 0.1 % | - | - | - | 0.21 % |" in text
+    page = report.html_page(doc)
+    assert "Detection floor" in page and "<td>4.42 %</td>" in page

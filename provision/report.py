@@ -1,7 +1,7 @@
 """Run reports: one directory per run with report.json (versioned), junit.xml, report.md and report.html.
 
-The JSON is the source of truth; the other three are rendered from it, so `provision report RUN`
-re-renders a past run exactly.
+The JSON is the source of truth; the other three are rendered from it (the HTML by provision.report_html), so
+`provision report RUN --render` re-renders a past run exactly.
 """
 
 from __future__ import annotations
@@ -55,6 +55,13 @@ def write(report: dict[str, Any], run_dir: Path) -> list[Path]:
         os.replace(tmp, path)
         paths.append(path)
     return paths
+
+
+def stale_files(run_dir: Path) -> list[str]:
+    """The rendered files of a run that are missing or older than its report.json."""
+    source = (run_dir / "report.json").stat().st_mtime
+    return [name for name in REPORT_FILES[1:]
+            if not (run_dir / name).is_file() or (run_dir / name).stat().st_mtime < source]
 
 
 def load(run_dir: Path) -> dict[str, Any]:

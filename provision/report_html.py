@@ -135,13 +135,13 @@ def _why(host: dict[str, Any]) -> str:
             "</div></td></tr>")
 
 
-def _summary(hosts: list[dict[str, Any]], ids: dict[int, int]) -> str:
+def _summary(hosts: list[dict[str, Any]], ids: dict[str, int]) -> str:
     rows = []
     for h in hosts:
         gpu_short, gpu_full = _gpus(h)
         before_after = f"before: {versions_text(h.get('before'))}; after: {versions_text(h.get('after'))}"
         rows.append(
-            f"<tr class='a{attention(h)}'><td><a href='#h{ids[id(h)]}'>{_e(h['name'])}</a></td>"
+            f"<tr class='a{attention(h)}'><td><a href='#h{ids[h['name']]}'>{_e(h['name'])}</a></td>"
             f"<td>{_badge(h)}</td><td>{_e((h.get('plan') or {}).get('action', '-'))}</td>"
             f"<td title='{_e(gpu_full)}'>{_e(gpu_short)}</td>"
             f"<td title='{_e(before_after)}'>{_e(change_text(h))}</td>"
@@ -154,7 +154,7 @@ def _summary(hosts: list[dict[str, Any]], ids: dict[int, int]) -> str:
             "</tr></thead><tbody>" + "".join(rows) + "</tbody></table>")
 
 
-def _matrix(hosts: list[dict[str, Any]], ids: dict[int, int]) -> str:
+def _matrix(hosts: list[dict[str, Any]], ids: dict[str, int]) -> str:
     """Host × case: failing hosts first (most failures first), failing cases leftmost."""
     tested = [h for h in hosts if cases(h)]
     untested = len(hosts) - len(tested)
@@ -181,7 +181,7 @@ def _matrix(hosts: list[dict[str, Any]], ids: dict[int, int]) -> str:
 
     def row(h: dict[str, Any]) -> str:
         by_name = {str(c["name"]): c for c in cases(h)}
-        anchor = f"#h{ids[id(h)]}"
+        anchor = f"#h{ids[h['name']]}"
         cells = []
         for i, n in enumerate(columns, 1):
             c = by_name.get(n)
@@ -293,7 +293,7 @@ def _chart(rows: list[tuple[str, str, float]]) -> str:
 def page(report: dict[str, Any]) -> str:
     run = report["run"]
     hosts = ordered(report["hosts"])
-    ids = {id(h): i for i, h in enumerate(hosts)}
+    ids = {h["name"]: i for i, h in enumerate(hosts)}
     chips = "".join(f"<span class='badge s-{_e(s)}'>{_e(n)} {_e(s)}</span>" for s, n in sorted(
         report["summary"]["by_state"].items(), key=lambda kv: ATTENTION.get(kv[0], 99)))
     pending = reboot_pending(hosts)
@@ -320,7 +320,7 @@ def page(report: dict[str, Any]) -> str:
         f"<div class='chips'>{chips}</div>{notice}"
         f"{_summary(hosts, ids)}"
         f"<h2 id='verification'>Verification: host × case</h2>{_matrix(hosts, ids)}"
-        f"<h2 id='hosts'>Hosts</h2><div class='cards'>{''.join(_card(h, ids[id(h)]) for h in hosts)}</div>"
+        f"<h2 id='hosts'>Hosts</h2><div class='cards'>{''.join(_card(h, ids[h['name']]) for h in hosts)}</div>"
         f"<h2 id='tflops'>Achieved TFLOP/s</h2>{_chart(chart_rows)}"
         "</body></html>\n"
     )

@@ -168,7 +168,7 @@ def verification_text(host: dict[str, Any]) -> str:
     n = counts(host)
     where = (verification.get("device") or {}).get("type")
     on = f" on {where}" if where and where != "cuda" else ""
-    bad = ", ".join(f"{n[s]} {s}" for s in NOT_PASSED if n.get(s))
+    bad = ", ".join(f"{n[s]} {s}" for s in (*NOT_PASSED, "skipped") if n.get(s))
     text = f"{verification.get('verdict')} ({n.get('pass', 0)}/{n.get('total', 0)} pass{on}{': ' + bad if bad else ''})"
     if verification.get("verified_at"):
         text += f", converged: last verified {verification['verified_at']}"

@@ -121,7 +121,8 @@ def _verification_cell(host: dict[str, Any]) -> str:
         return f"<span class='v-bad'>{text}</span>{' · ' + _e(detail) if detail else ''}{on}"
     converged = (f" <span class='muted' title='{_e(verification_text(host))}'>↺ {_e(verification['verified_at'])}"
                  "</span>" if verification.get("verified_at") else "")
-    return f"<span class='v-pass'>{text}</span>{on}{converged}"
+    skipped = f" <span class='muted'>· {_e(n['skipped'])} skipped</span>" if n.get("skipped") else ""
+    return f"<span class='v-pass'>{text}</span>{skipped}{on}{converged}"
 
 
 def _why(host: dict[str, Any]) -> str:

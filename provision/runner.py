@@ -102,7 +102,7 @@ class HostProgress:
 
     def close_phase(self, status: str, now: float, message: str = "") -> None:
         if self.phases and self.phases[-1]["end"] is None:
-            self.phases[-1].update(status=status, end=now, message=message)
+            self.phases[-1].update(status=status, end=max(now, self.phases[-1]["start"]), message=message)
 
     def phase_records(self) -> list[dict[str, Any]]:
         return [{"name": p["name"], "status": p["status"], "message": p["message"],

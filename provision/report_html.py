@@ -51,9 +51,10 @@ th,td{border:1px solid #d0d7de;padding:.25rem .5rem;text-align:left;vertical-ali
 th{background:#eaeef2;font-weight:600}
 table.summary{width:100%}
 table.summary thead th{position:sticky;top:0;z-index:1}
-table.summary td{white-space:nowrap}
+table.summary td{white-space:nowrap;padding:.25rem .45rem}table.summary td.ba{white-space:normal}
+.nw{white-space:nowrap}
 table.summary tr.why td{border-top:0;padding-top:0;font-size:12px;color:#57606a}
-table.summary tr.why div{width:0;min-width:100%;overflow:hidden;text-overflow:ellipsis}
+table.summary tr.why div{width:0;min-width:100%;overflow:hidden;text-overflow:ellipsis;white-space:nowrap}
 table.summary tr:has(+tr.why) td{border-bottom:0}
 table.summary td.num{text-align:right}
 tr.a0 td,tr.a1 td{background:#fff5f5}tr.a2 td{background:#fffdf0}tr.a3 td{background:#fbf7ff}
@@ -107,6 +108,11 @@ def _gpus(host: dict[str, Any]) -> tuple[str, str]:
     return short, full
 
 
+def _change(host: dict[str, Any]) -> str:
+    """Before -> after, each part kept whole when the cell wraps (`ROCm 5.2.0 → 7.0.0,` / `torch 2.8.0+rocm7.0.0`)."""
+    return ", ".join(f"<span class='nw'>{_e(part)}</span>" for part in change_text(host).split(", "))
+
+
 def _verification_cell(host: dict[str, Any]) -> str:
     verification = host.get("verification") or {}
     if not verification:
@@ -145,7 +151,7 @@ def _summary(hosts: list[dict[str, Any]], ids: dict[str, int]) -> str:
             f"<tr class='a{attention(h)}'><td><a href='#h{ids[h['name']]}'>{_e(h['name'])}</a></td>"
             f"<td>{_badge(h)}</td><td>{_e((h.get('plan') or {}).get('action', '-'))}</td>"
             f"<td title='{_e(gpu_full)}'>{_e(gpu_short)}</td>"
-            f"<td title='{_e(before_after)}'>{_e(change_text(h))}</td>"
+            f"<td class='ba' title='{_e(before_after)}'>{_change(h)}</td>"
             f"<td>{_verification_cell(h)}</td><td class='num'>{_e(h.get('changed', 0))}</td>"
             f"<td class='num' title='first task to last: {_e(duration_text(h.get('span_s', h.get('duration_s'))))}'>"
             f"{_e(duration_text(h.get('duration_s')))}</td></tr>{_why(h)}")
@@ -240,6 +246,20 @@ def _failing(listed: list[dict[str, Any]]) -> str:
     return f"<p><b class='v-bad'>failing cases</b></p><ul class='failing'>{items}</ul>"
 
 
+def _phases(h: dict[str, Any]) -> str:
+    """`stage 1 m 51 s, remove 26 s, stack 44 s (failed)`: the host's own seconds per phase, a phase entered more
+    than once (stack around the reboot) summed, in the order first entered."""
+    spent: dict[str, float] = {}
+    failed: dict[str, str] = {}
+    for p in h.get("phases") or []:
+        name = str(p.get("name"))
+        spent[name] = spent.get(name, 0.0) + float(p.get("busy_s", p.get("duration_s")) or 0)
+        if p.get("status") not in ("ok", None):
+            failed[name] = str(p.get("status"))
+    return ", ".join(f"{_e(name)} {_e(duration_text(seconds))}" + (f" ({_e(failed[name])})" if name in failed else "")
+                     for name, seconds in spent.items())
+
+
 def _card(h: dict[str, Any], ident: int) -> str:
     plan = h.get("plan") or {}
     items = "".join(f"<li>{_e(r)}</li>" for r in plan.get("reasons", []))
@@ -249,9 +269,7 @@ def _card(h: dict[str, Any], ident: int) -> str:
     show_reason = reason and reason != "; ".join(plan.get("reasons", []))
     listed = cases(h)
     bad = [c for c in listed if c.get("status") in NOT_PASSED]
-    phases = ", ".join(f"{_e(p.get('name'))} {_e(duration_text(p.get('duration_s')))}"
-                       + ("" if p.get("status") in ("ok", None) else f" ({_e(p.get('status'))})")
-                       for p in h.get("phases") or [])
+    phases = _phases(h)
     reboot = ("<p><b>⟳ Reboot pending:</b> the new amdgpu driver is installed and loads at the next reboot, which "
               "this run was not allowed to do. Reboot the host, then run <code>provision verify</code>.</p>"
               if h.get("reboot_pending") else "")
@@ -268,7 +286,7 @@ def _card(h: dict[str, Any], ident: int) -> str:
         + (f"<details><summary>all {len(listed)} case(s)</summary>{_case_rows(listed)}</details>" if listed else "")
         + f"<p class='muted'>{_e(h.get('changed', 0))} changed · own time {_e(duration_text(h.get('duration_s')))}"
         f" (first task to last {_e(duration_text(h.get('span_s', h.get('duration_s'))))})"
-        + (f"<br>phases: {phases}" if phases else "") + "</p></div>"
+        + (f"<br>own time per phase: {phases}" if phases else "") + "</p></div>"
     )
 
 

@@ -97,7 +97,8 @@ class HostProgress:
         if self.phases and self.phases[-1]["name"] == name and self.phases[-1]["end"] is None:
             return
         self.close_phase("ok", now)
-        self.phases.append({"name": name, "status": "running", "start": now, "end": None, "message": ""})
+        self.phases.append({"name": name, "status": "running", "start": now, "end": None, "message": "",
+                            "busy": 0.0})
         self.phase = name
 
     def close_phase(self, status: str, now: float, message: str = "") -> None:
@@ -105,8 +106,11 @@ class HostProgress:
             self.phases[-1].update(status=status, end=max(now, self.phases[-1]["start"]), message=message)
 
     def phase_records(self) -> list[dict[str, Any]]:
+        """Each phase: `duration_s` from entering it to leaving it (waits for other hosts included), `busy_s` the
+        seconds this host's tasks in it ran."""
         return [{"name": p["name"], "status": p["status"], "message": p["message"],
-                 "duration_s": round((p["end"] or p["start"]) - p["start"], 2)} for p in self.phases]
+                 "duration_s": round((p["end"] or p["start"]) - p["start"], 2),
+                 "busy_s": round(p.get("busy", 0.0), 2)} for p in self.phases]
 
     def record_result(self, data: dict[str, Any], now: float) -> None:
         """Note one task result's timing (`start`, `end`, `duration` of a runner_on_ok/failed/skipped/unreachable
@@ -120,6 +124,8 @@ class HostProgress:
         duration = data.get("duration")
         if isinstance(duration, int | float) and duration > 0:
             self.busy_s += float(duration)
+            if self.phases:
+                self.phases[-1]["busy"] = self.phases[-1].get("busy", 0.0) + float(duration)
 
     @property
     def elapsed(self) -> float:

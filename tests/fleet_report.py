@@ -117,7 +117,8 @@ def fleet(tmp: Path, count: int, seed: int = 16) -> dict[str, Any]:
                                                         "provision_converged", "provision_reboot_pending")}
     width = len(str(count))
     for i in range(count):
-        name = f"ws-{i + 1:0{width}d}"
+        # a few long names, as sites name hosts by model and OS: the summary must still fit the window
+        name = f"ws-{i + 1:0{width}d}" + ("-w6800-ubuntu2404-bay3" if i % 50 == 49 else "")
         host = hosts[name] = HostProgress(name)
         t0 = started + timedelta(seconds=rng.uniform(0, 4))
         jitter = rng.uniform(0.8, 1.3)

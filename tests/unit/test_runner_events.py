@@ -92,3 +92,5 @@ def test_each_host_is_timed_by_its_own_tasks_not_the_whole_run(tmp_path: Path, m
     # idle's first and last tasks frame busy's middle play: wall time it spent waiting, not working
     assert idle.own_duration < idle.span
     assert busy.own_duration <= busy.span + 0.01
+    # the same seconds, per phase, for the report's cards
+    assert abs(sum(p["busy_s"] for p in busy.phase_records()) - busy.own_duration) < 0.05

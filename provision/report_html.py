@@ -302,7 +302,8 @@ def _chart(rows: list[tuple[str, str, float]]) -> str:
     for i, (host, case, value) in enumerate(rows):
         y = 5 + i * bar_h
         w = max(1.0, (width - label_w - 70) * value / top)
-        parts.append(f"<text x='0' y='{y + 12}'>{_e(host[:24])}: {_e(case[:48])}</text>"
+        label = f"{host if len(host) <= 20 else host[:19] + '…'}: {case if len(case) <= 42 else case[:41] + '…'}"
+        parts.append(f"<text x='0' y='{y + 12}'><title>{_e(host)}: {_e(case)}</title>{_e(label)}</text>"
                      f"<rect x='{label_w}' y='{y + 2}' width='{w:.1f}' height='{bar_h - 4}' fill='#0969da'/>"
                      f"<text x='{label_w + w + 4:.1f}' y='{y + 12}'>{value:.2f}</text>")
     parts.append("</svg>")

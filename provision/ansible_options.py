@@ -88,13 +88,14 @@ class AnsibleOptions:
         else:  # a second inventory load in this process (`provision demo`): the newest secrets count
             current.secrets = secrets
 
-        context.CLIARGS = ImmutableDict(extra_vars=tuple(self.extra_vars))
-        if hasattr(ansible_vars.load_extra_vars, "extra_vars"):  # ansible-core caches the first parse
-            del ansible_vars.load_extra_vars.extra_vars
-        try:
-            ansible_vars.load_extra_vars(loader)
-        except AnsibleError as exc:
-            raise InputError(f"-e/--extra-vars: {_first_line(exc)}") from None
+        for values in [*((value,) for value in self.extra_vars), tuple(self.extra_vars)]:  # each, then all
+            context.CLIARGS = ImmutableDict(extra_vars=values)
+            if hasattr(ansible_vars.load_extra_vars, "extra_vars"):  # ansible-core caches the first parse
+                del ansible_vars.load_extra_vars.extra_vars
+            try:
+                ansible_vars.load_extra_vars(loader)
+            except AnsibleError as exc:
+                raise InputError(f"-e/--extra-vars {' '.join(values)}: {_first_line(exc)}") from None
 
     # ---------------------------------------------------------------- for ansible-playbook, through ansible-runner
 
@@ -137,5 +138,12 @@ def _absolute_file_ref(value: str) -> str:
 
 
 def _first_line(exc: BaseException) -> str:
-    text = str(getattr(exc, "message", "") or exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
+    """Ansible's message, and the cause it wraps (e.g. which file could not be read), on one line."""
+    parts: list[str] = []
+    first = exc
+    while exc is not None and len(parts) < 3:
+        text = str(getattr(exc, "message", "") or exc).strip()
+        if text and text.splitlines()[0] not in parts:
+            parts.append(text.splitlines()[0])
+        exc = exc.__cause__  # type: ignore[assignment]
+    return ": ".join(parts) or type(first).__name__

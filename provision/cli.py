@@ -358,6 +358,8 @@ def hosts_validate(
             _print_plan(plan, indent="  ")
             for w in entry.warnings:
                 out.print(f"    [yellow]! {w}[/yellow]")
+            for v in entry.templated:
+                out.print(f"    {v} is templated: checked at run time")
 
 
 @app.command("check")

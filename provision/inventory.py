@@ -207,12 +207,14 @@ def _validate_host(name: str, groups: list[str], hostvars: dict[str, Any], file:
                                 value=None if variable in vaulted else value, allowed=allowed))
 
     hostvars = dict(hostvars)
+    undecrypted = False
     for key in origins:
         try:
             revealed = _reveal(hostvars[key])
         except _VaultError as exc:
             problem(key, str(exc))
             hostvars.pop(key)
+            undecrypted = True
             continue
         if revealed is not hostvars[key]:
             vaulted.add(key)
@@ -260,6 +262,8 @@ def _validate_host(name: str, groups: list[str], hostvars: dict[str, Any], file:
     except ValidationError as exc:
         for err in exc.errors():
             fld = str(err["loc"][0]) if err["loc"] else ""
+            if not fld and undecrypted:  # e.g. "username and password go together": the password is there, vaulted
+                continue
             var = PREFIX + fld if fld else None
             message = err["msg"].removeprefix("Value error, ")
             value = None if fld in SECRET_FIELDS else settings.get(fld)
@@ -347,13 +351,14 @@ class _VaultError(Exception):
 
 def _reveal(value: Any) -> Any:
     """A value with its Ansible Vault parts decrypted (the value itself when nothing in it is vaulted)."""
-    from ansible.parsing.vault import EncryptedString
+    from ansible.parsing.vault import EncryptedString, VaultSecretsContext
 
     if isinstance(value, EncryptedString):
+        context = VaultSecretsContext.current(optional=True)
+        if context is None or not context.secrets:
+            raise _VaultError(_NO_VAULT_PASSWORD)
         try:
             return str(value)
-        except ReferenceError:  # no VaultSecretsContext: no vault password was given at all
-            raise _VaultError(_NO_VAULT_PASSWORD) from None
         except Exception as exc:  # AnsibleVaultError and kin: wrong password, damaged ciphertext
             text = str(getattr(exc, "message", "") or exc).strip().splitlines()
             reason = text[0] if text else type(exc).__name__

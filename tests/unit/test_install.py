@@ -91,7 +91,7 @@ def _yaml_host(installed: Installed, vault_file: Path, address: str = "192.0.2.5
     return inv
 
 
-# ------------------------------------------------------------------------------------------------ the install
+# ---------------------------------------------------------------------------------------------- the install
 
 
 def test_plain_install_is_lean(installed: Installed) -> None:
@@ -120,7 +120,7 @@ def test_roles_and_playbooks_need_no_collection(installed: Installed) -> None:
     assert done.returncode == 0, f"{books}: {done.stdout}{done.stderr}"
 
 
-# ------------------------------------------------------------------------------------------------ first mistakes
+# ---------------------------------------------------------------------------------------------- first mistakes
 
 
 MISTAKES = [
@@ -185,7 +185,7 @@ def test_bad_inventory_lists_its_problems_without_usage(installed: Installed) ->
     assert "ansible_port" in result.stderr and "provision_mode" in result.stderr and "Usage" not in result.stderr
 
 
-# ------------------------------------------------------------------------------------------------ Vault
+# ---------------------------------------------------------------------------------------------- Vault
 
 
 def test_vaulted_password_is_decrypted_validated_and_never_shown(installed: Installed, vault_file: Path) -> None:
@@ -250,7 +250,7 @@ def test_vault_encrypted_group_vars_file(installed: Installed, vault_file: Path)
     assert locked.returncode == 2 and "vault" in locked.stderr.lower() and "Traceback" not in locked.stderr
 
 
-# ------------------------------------------------------------------------------------------------ -e, --limit, templates
+# ---------------------------------------------------------------------------------------------- -e, --limit, templates
 
 
 def test_extra_vars_take_part_in_validation(installed: Installed) -> None:
@@ -290,7 +290,7 @@ def test_templated_connection_values_are_left_to_run_time(installed: Installed) 
     assert hosts["ws2"]["templated"] == ["ansible_host"]  # two templates are not "one address twice"
 
 
-# ------------------------------------------------------------------------------------------------ runs: --json, -v, vault
+# ---------------------------------------------------------------------------------------------- runs: --json, -v, vault
 
 
 def test_verify_json_is_the_report_and_vault_reaches_ansible(installed: Installed, vault_file: Path) -> None:
@@ -338,7 +338,7 @@ def test_prompted_passwords_answer_ansible_playbook(installed: Installed, vault_
             assert "become-word-5" not in text and VAULT_PASSWORD not in text and SECRET not in text, path
 
 
-# ------------------------------------------------------------------------------------------------ piped tables
+# ---------------------------------------------------------------------------------------------- piped tables
 
 
 def test_piped_tables_are_not_wrapped(installed: Installed) -> None:

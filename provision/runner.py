@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shlex
 import stat
 import sys
 import threading
@@ -11,9 +12,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from provision.errors import ProvisionError
+
+if TYPE_CHECKING:
+    from provision.ansible_options import AnsibleOptions
 
 PHASES = {  # role name -> phase shown to the user
     "rocm_preflight": "preflight",
@@ -185,7 +189,8 @@ class PlaybookRun:
 
     def __init__(self, playbook: str, inventory: Path, *, hosts: list[str], limit: str | None = None,
                  forks: int | None = None, extravars: dict[str, Any] | None = None, check: bool = False,
-                 on_change: Callable[[HostProgress], None] | None = None) -> None:
+                 on_change: Callable[[HostProgress], None] | None = None,
+                 options: AnsibleOptions | None = None) -> None:
         self.playbook = playbook
         self.inventory = inventory.resolve()
         self.limit = limit
@@ -193,6 +198,7 @@ class PlaybookRun:
         self.extravars = extravars or {}
         self.check = check
         self.on_change = on_change
+        self.options = options  # -e, vault, -K, -v: passed on to ansible-playbook as the user gave them
         self.hosts = {h: HostProgress(h) for h in hosts}
         self.stats: dict[str, Any] = {}
         self.playbook_stats: dict[str, Any] = {}
@@ -255,6 +261,8 @@ class PlaybookRun:
         root = ansible_root()
         self.run_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         cmdline = ["--check", "--diff"] if self.check else []
+        if self.options is not None:
+            cmdline += self.options.cmdline()
         envvars = {
             "ANSIBLE_CONFIG": str(root / "ansible.cfg"),
             "ANSIBLE_ROLES_PATH": str(root / "roles"),
@@ -262,6 +270,7 @@ class PlaybookRun:
             "ANSIBLE_NOCOLOR": "1",
             # the ansible-playbook that sits beside this Python, so the roles' filter imports this package
             "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]),
+            **(self.options.envvars() if self.options is not None else {}),
         }
         # ansible-runner writes artifacts (stdout, job events, fact cache) with the process umask: they hold
         # hosts' facts and command output, so they are for the run's owner only, like the run directory.
@@ -277,7 +286,9 @@ class PlaybookRun:
                 forks=self.forks,
                 extravars=self.extravars or None,
                 envvars=envvars,
-                cmdline=" ".join(cmdline) or None,
+                cmdline=" ".join(shlex.quote(arg) for arg in cmdline) or None,
+                # prompted vault / become passwords answer ansible-playbook's own prompts (held in memory only)
+                passwords=(self.options.passwords() if self.options is not None else None) or None,
                 event_handler=self._event,
                 cancel_callback=self._cancel.is_set,
                 quiet=True,

@@ -1,0 +1,1 @@
+../../../plugins/modules/rocm_venv_trust.py

@@ -103,16 +103,28 @@ def _norm(name: str) -> str:
     return "".join("-" if c in "-_." else c for c in name.lower())
 
 
-def pinned_files(files: list[dict[str, Any]], pins: list[dict[str, Any]]) -> dict[str, str]:
-    """{file: sha256} of the set's files that a pin with a user-set sha256 names (name and version)."""
+def pinned_files(files: list[dict[str, Any]], pins: list[dict[str, Any]]) -> tuple[dict[str, str], list[str]]:
+    """({file: sha256} of the set's files a pin with a user-set sha256 names and matches, [problems of those it
+    names and does not match])."""
     wanted = {(_norm(str(p.get("name", ""))), str(p.get("version", ""))): str(p["sha256"]).lower()
               for p in pins if p.get("sha256")}
-    out = {}
+    out, bad = {}, []
     for item in files:
         key = (_norm(str(item.get("name", ""))), str(item.get("version", "")))
-        if key in wanted and str(item.get("sha256")) == wanted[key]:
+        if key not in wanted:
+            continue
+        if str(item.get("sha256")) == wanted[key]:
             out[str(item["file"])] = wanted[key]
-    return out
+        else:
+            bad.append(f"{item['file']}: sha256 {item.get('sha256')}, pinned {wanted[key]}")
+    return out, bad
+
+
+def _pins(spec: dict[str, Any]) -> list[dict[str, Any]]:
+    """The set's pins; a set described by `requirements` (name==version) has them without sha256."""
+    if spec.get("pins"):
+        return list(spec["pins"])
+    return [{"name": r.split("==", 1)[0], "version": r.split("==", 1)[-1]} for r in spec.get("requirements") or []]
 
 
 def verify_sets(path: str, specs: dict[str, dict[str, Any]], results: dict[str, dict[str, Any]], *,
@@ -123,16 +135,28 @@ def verify_sets(path: str, specs: dict[str, dict[str, Any]], results: dict[str, 
     lock = load(path)
     before = json.dumps(lock, sort_keys=True)
     notes: list[str] = []
+    # one file name, different bytes from two sources in this very run: trust neither on first use
+    seen: dict[str, set[str]] = {}
+    for result in results.values():
+        for item in result.get("files") or [] if result.get("ok") else []:
+            seen.setdefault(str(item["file"]), set()).add(str(item["sha256"]))
     for key, result in results.items():
         if not result.get("ok") or not result.get("files"):
             continue
         spec = specs[key]
-        pins = list(spec.get("pins") or [])
+        pins = _pins(spec)
         platforms = [str(p) for p in (spec.get("platforms") or [spec.get("platform", "")])]
         sig = signature(pins, str(spec.get("python_version", "")), platforms)
         describe = (", ".join(f"{p.get('name')}=={p.get('version')}" for p in pins)
                     + f" for Python {spec.get('python_version')} ({', '.join(platforms)})")
-        problems, said = check(lock, sig, describe, result["files"], pinned_files(result["files"], pins), update)
+        pinned, pin_problems = pinned_files(result["files"], pins)
+        clash = [f"{name}: this run got it with {len(seen[name])} different sha256s from different indexes"
+                 for name in sorted(str(i["file"]) for i in result["files"]) if len(seen[name]) > 1
+                 and name not in pinned]
+        if pin_problems or (clash and not update):
+            problems, said = pin_problems + clash, []
+        else:
+            problems, said = check(lock, sig, describe, result["files"], pinned, update)
         notes += said
         if problems:
             where = "downloaded now" if result.get("downloaded") else f"from the controller's cache {result.get('dir')}"

@@ -10,6 +10,7 @@ import hashlib
 import io
 import json
 import os
+import sys
 import threading
 import time
 import zipfile
@@ -32,6 +33,8 @@ DEP = "dep_pkg-1.0-py3-none-any.whl"  # a dependency of the pinned wheel: pip fe
 
 
 def load_module() -> ModuleType:
+    # the module imports its lock-file rules as Ansible ships them to it (role module_utils)
+    sys.modules.setdefault("ansible.module_utils.wheel_lock", load_source("plugins/module_utils/wheel_lock.py"))
     return load_source("roles/torch_venv/library/torch_venv_wheel_fetch.py")
 
 

@@ -99,3 +99,16 @@ def test_verify_sets_refuses_a_set_and_names_the_file_and_both_hashes(tmp_path: 
     result = {"k1": {"ok": True, "files": mine, "dir": "/c/k1", "downloaded": True}}
     lock_mod.verify_sets(path, pinned, result)
     assert result["k1"]["ok"], result
+
+
+def test_two_indexes_giving_different_bytes_in_one_run_are_both_refused_on_first_use(tmp_path: Path) -> None:
+    path = str(tmp_path / "rocm-provision.lock")
+    spec = {"good": {"pins": PINS, "python_version": "3.12", "platforms": ["linux_x86_64"]},
+            "evil": {"pins": PINS, "python_version": "3.12", "platforms": ["linux_x86_64"]}}
+    results = {"evil": {"ok": True, "files": files(torch="e" * 64), "dir": "/c/evil", "downloaded": True},
+               "good": {"ok": True, "files": files(), "dir": "/c/good", "downloaded": True}}
+    written, _ = lock_mod.verify_sets(path, spec, results)
+    assert not results["evil"]["ok"] and not results["good"]["ok"]
+    assert f"{TORCH}: this run got it with 2 different sha256s" in results["evil"]["error"]
+    # nothing of a refused set is trusted
+    assert not written and not Path(path).exists()

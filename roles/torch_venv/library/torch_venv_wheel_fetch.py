@@ -37,6 +37,16 @@ options:
   index_password:
     description: Password for the wheel index.
     type: str
+  lock_file:
+    description: The fleet's artifact lock file (C(rocm-provision.lock) beside the inventory). Every set fetched or
+      taken from the cache is held to it (module_utils C(wheel_lock)): a file whose sha256 differs from the
+      recorded one, or a set whose files differ from the recorded ones, fails that set, naming the file and both
+      hashes; what is new is recorded (trust on first use). Unset: no lock file.
+    type: path
+  lock_update:
+    description: Record the files as they are now, replacing what differs (on purpose, C(--update-lock)).
+    type: bool
+    default: false
   progress_file:
     description: JSON lines C({file, done, total, files_done, files_total, time}) are appended to this file about
       twice a second while pip downloads (C(done) counts the bytes of the wheel being downloaded, C(total) is the
@@ -67,6 +77,7 @@ import urllib.parse
 from typing import Any
 
 from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.wheel_lock import LockFileError, verify_sets
 
 
 def sha256(path: str) -> str:
@@ -263,6 +274,8 @@ def main() -> None:
             "index_username": {"type": "str"},
             "index_password": {"type": "str", "no_log": True},
             "progress_file": {"type": "path"},
+            "lock_file": {"type": "path"},
+            "lock_update": {"type": "bool", "default": False},
         },
         supports_check_mode=True,
     )
@@ -290,7 +303,19 @@ def main() -> None:
         except OSError as exc:
             results[spec["key"]] = {"ok": False, "dir": "", "files": [], "downloaded": False,
                                     "error": f"{exc.__class__.__name__}: {exc}"}
-    module.exit_json(changed=any(r["downloaded"] for r in results.values()), sets=results, cache_dir=root)
+    lock_written, lock_notes = False, []
+    if module.params["lock_file"]:
+        specs = {str(spec["key"]): spec for spec in module.params["sets"]}
+        try:
+            lock_written, lock_notes = verify_sets(module.params["lock_file"], specs, results,
+                                                   update=module.params["lock_update"], check_mode=module.check_mode)
+        except LockFileError as exc:
+            module.fail_json(msg=f"{exc}. Nothing was removed.", sets=results)
+        for result in results.values():
+            if result.get("lock_mismatch") and result.get("downloaded") and not module.check_mode:
+                shutil.rmtree(result["dir"], ignore_errors=True)  # fetch it again next time, not these bytes
+    module.exit_json(changed=any(r["downloaded"] for r in results.values()), sets=results, cache_dir=root,
+                     lock_file=module.params["lock_file"], lock_written=lock_written, lock_notes=lock_notes)
 
 
 if __name__ == "__main__":

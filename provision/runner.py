@@ -356,7 +356,8 @@ def _message(res: dict[str, Any]) -> str:
                 return found
     msg = str(res.get("msg") or "").strip()
     if msg and not msg.startswith(GENERIC_MESSAGES):
-        return msg.splitlines()[0][:300]
+        # a module's own message is kept whole up to 1500 characters: a refusal names files and sha256s
+        return msg.splitlines()[0][:1500]
     output = str(res.get("stderr") or res.get("module_stderr") or res.get("stdout") or "")
     lines = [line.strip() for line in output.splitlines() if line.strip()]
     for prefix in ("W: GPG error", "E:", "ERROR:", "error:"):

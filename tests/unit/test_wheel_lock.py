@@ -112,3 +112,15 @@ def test_two_indexes_giving_different_bytes_in_one_run_are_both_refused_on_first
     assert f"{TORCH}: this run got it with 2 different sha256s" in results["evil"]["error"]
     # nothing of a refused set is trusted
     assert not written and not Path(path).exists()
+
+
+def test_once_recorded_each_source_is_judged_by_the_lock_alone(tmp_path: Path) -> None:
+    path = str(tmp_path / "rocm-provision.lock")
+    spec = {"good": {"pins": PINS, "python_version": "3.12", "platforms": ["linux_x86_64"]},
+            "evil": {"pins": PINS, "python_version": "3.12", "platforms": ["linux_x86_64"]}}
+    lock_mod.verify_sets(path, {"good": spec["good"]}, {"good": {"ok": True, "files": files(), "downloaded": True}})
+    results = {"evil": {"ok": True, "files": files(torch="e" * 64), "dir": "/c/evil", "downloaded": True},
+               "good": {"ok": True, "files": files(), "dir": "/c/good", "downloaded": True}}
+    lock_mod.verify_sets(path, spec, results)
+    assert results["good"]["ok"] and not results["evil"]["ok"]
+    assert "the lock file says" in results["evil"]["error"]

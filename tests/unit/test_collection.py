@@ -282,3 +282,25 @@ def test_the_wheel_runs_its_fqcn_playbooks_with_the_collection_it_carries(tmp_pa
     roles = {p for p in paths if "/roles/" in p}
     assert roles and all(p.startswith(f"{site}/provision/ansible/collections/ansible_collections/rocm/provision/")
                          for p in roles), sorted(roles)
+
+
+def test_the_readmes_example_playbooks_are_valid_playbooks_of_the_collection(tmp_path: Path) -> None:
+    """Every role README and COLLECTION.md has an example playbook; each one passes ansible-playbook's syntax check
+    with the checkout's ansible.cfg (FQCN roles resolved through the collection)."""
+    readmes = [*sorted((REPO / "roles").glob("*/README.md")), REPO / "COLLECTION.md"]
+    assert {p.parent.name for p in readmes[:-1]} == {p.name for p in (REPO / "roles").iterdir() if p.is_dir()}
+    plays: list[Any] = []
+    for readme in readmes:
+        text = readme.read_text()
+        assert "## Requirements" in text, f"{readme.relative_to(REPO)} has no Requirements section"
+        blocks = re.findall(r"^## Example[^\n]*\n\n```yaml\n(.*?)^```", text, re.S | re.M)
+        assert blocks, f"{readme.relative_to(REPO)} has no example playbook"
+        for block in blocks:
+            doc = yaml.safe_load(block)
+            assert isinstance(doc, list) and all("hosts" in play for play in doc), readme
+            assert "rocm.provision." in block, f"{readme.relative_to(REPO)}: the example does not use the FQCN"
+            plays += doc
+    (tmp_path / "examples.yml").write_text(yaml.safe_dump(plays, sort_keys=False))
+    done = _run([str(BIN / "ansible-playbook"), "-i", "localhost,", "--syntax-check", str(tmp_path / "examples.yml")],
+                REPO, _env(ANSIBLE_CONFIG=str(REPO / "ansible.cfg"), ANSIBLE_LOCAL_TEMP=str(tmp_path / "tmp")))
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]

@@ -156,20 +156,27 @@ PLAYBOOK = """\
 """
 
 
-def _installed(tmp_path: Path) -> tuple[Path, dict[str, str]]:
-    """Build the collection from the checkout and install it into tmp_path/collections; returns (path, env)."""
-    dist = tmp_path / "dist"
+@pytest.fixture(scope="module")
+def tarball(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """`ansible-galaxy collection build` of the checkout, once for this module; checks what went in."""
+    dist = tmp_path_factory.mktemp("dist")
     built = _run([str(BIN / "ansible-galaxy"), "collection", "build", "--output-path", str(dist), str(REPO)],
-                 tmp_path, _env())
+                 dist, _env())
     assert built.returncode == 0, built.stdout + built.stderr
-    tarball = dist / f"rocm-provision-{provision.__version__}.tar.gz"
-    with tarfile.open(tarball) as tar:
+    path = dist / f"rocm-provision-{provision.__version__}.tar.gz"
+    with tarfile.open(path) as tar:
         names = tar.getnames()
     assert {n.split("/")[0] for n in names} == COLLECTION_CONTENT, sorted({n.split("/")[0] for n in names})
     assert not [n for n in names if "/molecule" in n or "__pycache__" in n or n.endswith(".pyc")]
+    return path
+
+
+def _installed(tmp_path: Path, tarball: Path) -> tuple[Path, dict[str, str]]:
+    """Install the built collection into tmp_path/collections; returns (its root, env for Ansible using it)."""
     collections = tmp_path / "collections"
-    installed = _run([str(BIN / "ansible-galaxy"), "collection", "install", "-p", str(collections), str(tarball)],
-                     tmp_path, _env())
+    # only this path counts (a rocm.provision in ~/.ansible/collections must not make the install a no-op)
+    installed = _run([str(BIN / "ansible-galaxy"), "collection", "install", "--force", "-p", str(collections),
+                      str(tarball)], tmp_path, _env(ANSIBLE_COLLECTIONS_PATH=str(collections)))
     assert installed.returncode == 0, installed.stdout + installed.stderr
     (tmp_path / "ansible.cfg").write_text("[defaults]\n")  # nothing of the checkout's settings
     env = _env(ANSIBLE_CONFIG=str(tmp_path / "ansible.cfg"), ANSIBLE_COLLECTIONS_PATH=str(collections),
@@ -187,9 +194,9 @@ def _playbook(tmp_path: Path, env: dict[str, str], url: str, python: list[str] |
 
 
 @pytest.mark.slow
-def test_built_collection_installs_and_its_fqcn_module_filter_and_playbooks_run(tmp_path: Path,
+def test_built_collection_installs_and_its_fqcn_module_filter_and_playbooks_run(tmp_path: Path, tarball: Path,
                                                                                artifact_url: str) -> None:
-    root, env = _installed(tmp_path)
+    root, env = _installed(tmp_path, tarball)
     assert json.loads((root / "MANIFEST.json").read_text())["collection_info"]["version"] == provision.__version__
 
     docs = _run([str(BIN / "ansible-doc"), *(f"rocm.provision.{m}" for m in MODULES)], tmp_path, env)
@@ -207,16 +214,18 @@ def test_built_collection_installs_and_its_fqcn_module_filter_and_playbooks_run(
     assert progress[-1]["done"] == len(_Artifact.body) and progress[-1]["file"].endswith(".deb")
 
     # the collection's own playbooks resolve their FQCN roles, modules and filters from the installed copy
-    for playbook in ("check", "upgrade", "fallback", "remove", "verify", "unlock"):
-        syntax = _run([str(BIN / "ansible-playbook"), "-i", "localhost,", "--syntax-check",
-                       f"rocm.provision.{playbook}"], tmp_path, env)
-        assert syntax.returncode == 0, f"{playbook}: {syntax.stdout[-2000:]}{syntax.stderr[-2000:]}"
+    playbooks = sorted(p.stem for p in (root / "playbooks").glob("*.yml"))
+    assert {"check", "upgrade", "fallback", "remove", "verify", "unlock"} <= set(playbooks)
+    syntax = _run([str(BIN / "ansible-playbook"), "-i", "localhost,", "--syntax-check",
+                   *(f"rocm.provision.{p}" for p in playbooks)], tmp_path, env)
+    assert syntax.returncode == 0, syntax.stdout[-2000:] + syntax.stderr[-2000:]
+    assert syntax.stdout.count("playbook: ") == len(playbooks), syntax.stdout
 
 
 @pytest.mark.slow
-def test_without_the_controller_package_the_play_fails_with_one_clear_line(tmp_path: Path,
+def test_without_the_controller_package_the_play_fails_with_one_clear_line(tmp_path: Path, tarball: Path,
                                                                           artifact_url: str) -> None:
-    root, env = _installed(tmp_path)
+    root, env = _installed(tmp_path, tarball)
     # simulated missing package: `import provision` fails in ansible-playbook as it does where it is not installed
     hide = ("import sys; sys.modules['provision'] = None; from ansible.cli.playbook import main; "
             "sys.argv[0] = 'ansible-playbook'; main()")

@@ -34,7 +34,8 @@ import provision
 REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 MODULES = sorted(p.stem for p in (REPO / "plugins" / "modules").glob("*.py"))
-COLLECTION_CONTENT = {"COLLECTION.md", "FILES.json", "MANIFEST.json", "meta", "playbooks", "plugins", "roles"}
+COLLECTION_CONTENT = {"CHANGELOG.md", "COLLECTION.md", "FILES.json", "MANIFEST.json", "meta", "playbooks", "plugins",
+                      "roles"}
 
 
 def _env(**extra: str) -> dict[str, str]:

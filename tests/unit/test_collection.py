@@ -314,3 +314,18 @@ def test_the_readmes_example_playbooks_are_valid_playbooks_of_the_collection(tmp
     done = _run([str(BIN / "ansible-playbook"), "-i", "localhost,", "--syntax-check", str(tmp_path / "examples.yml")],
                 REPO, _env(ANSIBLE_CONFIG=str(REPO / "ansible.cfg"), ANSIBLE_LOCAL_TEMP=str(tmp_path / "tmp")))
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+
+
+def test_ansible_doc_renders_every_filter(tmp_path: Path) -> None:
+    from tests.sources import load_source
+
+    names = sorted(name for path in (REPO / "plugins" / "filter").glob("*.py")
+                   for name in load_source(str(path.relative_to(REPO))).FilterModule().filters())
+    assert len(names) >= 7
+    assert not [n for n in names if not (REPO / "plugins" / "filter" / f"{n}.yml").is_file()], "a filter lacks docs"
+    done = _run([str(BIN / "ansible-doc"), "-t", "filter", *(f"rocm.provision.{n}" for n in names)], REPO,
+                _env(ANSIBLE_CONFIG=str(REPO / "ansible.cfg"), ANSIBLE_LOCAL_TEMP=str(tmp_path)))
+    assert done.returncode == 0 and "ERROR" not in done.stderr, done.stderr
+    for name in names:
+        assert re.search(rf"^> FILTER rocm\.provision\.{name} \(", done.stdout, re.M), f"no docs for {name}"
+    assert done.stdout.count("EXAMPLES:") == len(names)

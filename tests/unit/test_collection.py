@@ -329,3 +329,25 @@ def test_ansible_doc_renders_every_filter(tmp_path: Path) -> None:
     for name in names:
         assert re.search(rf"^> FILTER rocm\.provision\.{name} \(", done.stdout, re.M), f"no docs for {name}"
     assert done.stdout.count("EXAMPLES:") == len(names)
+
+
+def test_roles_playbooks_and_scenarios_name_the_collections_content_by_fqcn() -> None:
+    """A role, module or filter of the collection named without `rocm.provision.` would only resolve where the
+    old role-relative paths were configured; the checkout and the wheel no longer configure them."""
+    from tests.sources import load_source
+
+    filters = {name for path in (REPO / "plugins" / "filter").glob("*.py")
+               for name in load_source(str(path.relative_to(REPO))).FilterModule().filters()}
+    roles = {p.name for p in (REPO / "roles").iterdir() if p.is_dir()}
+    alternatives = "|".join(sorted(filters))
+    patterns = [
+        re.compile(rf"\|\s*(?:{alternatives})\b"),  # a filter
+        re.compile(rf"^\s*-?\s*(?:{'|'.join(MODULES)}):", re.M),  # a module as a task's action
+        re.compile(rf"^\s*-?\s*(?:role|name):\s*['\"]?(?:{'|'.join(sorted(roles))})['\"]?\s*$", re.M),  # a role
+    ]
+    files = [p for folder in ("roles", "playbooks", "molecule", "tests/roles/playbooks", "provision/lab/playbooks")
+             for p in (REPO / folder).rglob("*") if p.suffix in (".yml", ".yaml", ".j2")]
+    assert len(files) > 50
+    offenders = [f"{p.relative_to(REPO)}: {m.group(0).strip()}" for p in files for pattern in patterns
+                 for m in pattern.finditer(p.read_text())]
+    assert not offenders, offenders

@@ -588,13 +588,18 @@ def report_cmd(
     run: Annotated[str, typer.Argument(help="A run directory, a run id under the runs directory, or `latest`.")]
     = "latest",
     as_json: Annotated[bool, typer.Option("--json", help="Print the report JSON.")] = False,
+    render: Annotated[bool, typer.Option(
+        "--render", help="Render junit.xml, report.md and report.html again from report.json (e.g. after an "
+                         "upgrade of rocm-provision); without it nothing is written.")] = False,
 ) -> None:
-    """Re-render a past run's report (report.json -> junit.xml, report.md, report.html) and summarise it.
+    """Summarise a past run (the summary table, failures first, and where its files are); re-render on request.
 
-    Runs live in ~/.local/state/rocm-provision/runs (or $PROVISION_RUNS_DIR), one directory per run.
-    Exit code: 0 when every host ended done, fallback-applied, planned, blocked or skipped; 1 otherwise.
+    Runs live in ~/.local/state/rocm-provision/runs (or $PROVISION_RUNS_DIR), one directory per run;
+    report.json is the source of the other files. Exit code: 0 when every host ended done,
+    fallback-applied, planned, blocked or skipped; 1 otherwise.
 
-    Examples: `provision report`, `provision report 20261126T061909Z-upgrade --json`
+    Examples: `provision report`, `provision report 20261126T061909Z-upgrade --json`,
+    `provision report latest --render`
     """
     from provision.runner import runs_dir
 
@@ -607,12 +612,18 @@ def report_cmd(
     else:
         run_dir = Path(run) if Path(run).exists() else base / run
     doc = report.load(run_dir)
-    report.write(doc, run_dir if run_dir.is_dir() else run_dir.parent)
+    folder = run_dir if run_dir.is_dir() else run_dir.parent
+    if render:
+        report.write(doc, folder)
     if as_json:
         _emit_json(doc)
     else:
-        out.print(report.markdown(doc), markup=False, soft_wrap=True)
-        out.print(f"report: {(run_dir if run_dir.is_dir() else run_dir.parent) / 'report.html'}")
+        out.print(report.markdown(doc).split("\n## ")[0], markup=False, soft_wrap=True)
+        stale = report.stale_files(folder)
+        out.print(f"report: {folder / 'report.html'} (also report.md, junit.xml; source report.json)")
+        if stale:
+            err.print(f"[yellow]{', '.join(stale)} missing or older than report.json: "
+                      f"`provision report {folder} --render` writes them again[/yellow]")
     raise typer.Exit(report.exit_code(doc))
 
 

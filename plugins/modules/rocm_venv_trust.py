@@ -9,7 +9,7 @@ module: rocm_venv_trust
 short_description: Tell a venv's owner and whether anyone but root can change the code it runs
 description:
   - Reads the venv O(path) without running anything in it. Reports its owner (the user a verification runs as)
-    and C(root_only): true when root alone can change what C(bin/python) would run, that is when the venv, every
+    and C(root_only), true when root alone can change what C(bin/python) would run, that is when the venv, every
     directory above it, every file and directory in it, and the interpreter C(bin/python) resolves to (with the
     directories above that) are owned by root and writable by no group but root's and by no others. Python runs
     any C(.pth) file in site-packages at start-up, so one user-writable file or directory anywhere in the venv is
@@ -29,23 +29,40 @@ options:
 author: rocm-provision
 """
 
+EXAMPLES = r"""
+- name: Who owns the venv, and can anyone but root change what it runs?
+  rocm.provision.rocm_venv_trust:
+    path: /home/researcher/venvs/torch113
+  register: trust
+
+- name: Make rocm-provision's own venv root-owned and world-readable, then judge it
+  rocm.provision.rocm_venv_trust:
+    path: /opt/torch-rocm7.0
+    fix: true
+"""
+
 RETURN = r"""
 exists:
   description: Whether the venv directory exists.
   type: bool
+  returned: always
 owner:
   description: The venv directory's owner (user name, or the uid as text when it has no name).
   type: str
+  returned: always
 uid:
   description: The venv directory's owner's uid.
   type: int
+  returned: always
 root_only:
   description: True when nobody but root can change what the venv runs.
   type: bool
+  returned: always
 writable_by_others:
   description: Up to 10 paths that someone other than root could change, each with who (C(path (uid 1000))).
   type: list
   elements: str
+  returned: always
 """
 
 import os

@@ -1,4 +1,4 @@
-"""The host lock module (roles/rocm_preflight/library/rocm_host_lock.py), run as Ansible runs it: a Python
+"""The host lock module (plugins/modules/rocm_host_lock.py), run as Ansible runs it: a Python
 process reading its arguments from a JSON file. Many runs racing for one lock: exactly one wins."""
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from typing import Any
 from tests.sources import load_source
 
 REPO = Path(__file__).resolve().parents[2]
-MODULE = REPO / "roles" / "rocm_preflight" / "library" / "rocm_host_lock.py"
+MODULE = REPO / "plugins" / "modules" / "rocm_host_lock.py"
 filters = load_source("plugins/filter/provision_lock.py")
 provision_lock_owner, provision_pid_alive = filters.provision_lock_owner, filters.provision_pid_alive
 
@@ -139,12 +139,11 @@ def test_holder_is_gone_only_when_it_provably_ran_here_and_its_process_is_gone()
 def _lock_play(tmp: Path) -> subprocess.CompletedProcess[str]:
     play = tmp / "lock.yml"
     play.write_text("- hosts: all\n  gather_facts: false\n  tasks:\n    - ansible.builtin.include_role:\n"
-                    "        name: rocm_preflight\n        tasks_from: lock\n")
+                    "        name: rocm.provision.rocm_preflight\n        tasks_from: lock\n")
     inventory = tmp / "hosts.ini"
     inventory.write_text(f"ws1 ansible_connection=local ansible_python_interpreter={sys.executable} "
                          f"rocm_preflight_lock_path={tmp / 'host.lock'}\n")
-    env = dict(os.environ, ANSIBLE_CONFIG=str(REPO / "ansible.cfg"), ANSIBLE_ROLES_PATH=str(REPO / "roles"),
-               ANSIBLE_FILTER_PLUGINS=str(REPO / "plugins" / "filter"), ANSIBLE_NOCOLOR="1",
+    env = dict(os.environ, ANSIBLE_CONFIG=str(REPO / "ansible.cfg"), ANSIBLE_NOCOLOR="1",
                ANSIBLE_LOCAL_TEMP=str(tmp / "ansible-tmp"), ANSIBLE_STDOUT_CALLBACK="ansible.builtin.default")
     return subprocess.run([str(Path(sys.executable).with_name("ansible-playbook")), "-i", str(inventory), str(play)],
                           capture_output=True, text=True, env=env, timeout=300, check=False)

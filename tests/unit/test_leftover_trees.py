@@ -1,4 +1,4 @@
-"""rocm_remove's leftover-tree module (roles/rocm_remove/library/rocm_leftover_trees.py), run as Ansible runs it,
+"""rocm_remove's leftover-tree module (plugins/modules/rocm_leftover_trees.py), run as Ansible runs it,
 on a directory tree shaped like a host: /opt/rocm-X.Y.Z trees and a dpkg database whose file lists have dpkg's
 own format (one installed path per line, starting with `/.`, as in any /var/lib/dpkg/info/<package>.list).
 The same module runs against a lab host's real dpkg in the rocm_remove Molecule scenario."""
@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parents[2]
-MODULE = REPO / "roles" / "rocm_remove" / "library" / "rocm_leftover_trees.py"
+MODULE = REPO / "plugins" / "modules" / "rocm_leftover_trees.py"
 
 PACKAGED = {  # package -> files it installs under /opt/rocm-5.2.0 (directories are listed too, as dpkg does)
     "rocm-core": ["lib/librocm-core.so.1", ".info/version"],

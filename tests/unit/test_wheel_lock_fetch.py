@@ -54,12 +54,12 @@ def fetch(tmp: Path, url: str, cache: str, **extra: Any) -> dict[str, Any]:
     spec = {"key": "k1", "index_url": url, "python_version": "3.11", "platform": "manylinux_2_28_x86_64",
             "requirements": ["demo-pkg==1.0"], "pins": [{"name": "demo-pkg", "version": "1.0"}]}
     args = {"sets": [spec], "cache_dir": str(tmp / cache), "lock_file": str(tmp / "rocm-provision.lock"), **extra}
-    env = dict(os.environ, ANSIBLE_LIBRARY=str(REPO / "roles/torch_venv/library"),
-               ANSIBLE_MODULE_UTILS=str(REPO / "roles/torch_venv/module_utils"), ANSIBLE_LOAD_CALLBACK_PLUGINS="1",
+    # the checkout's ansible.cfg: the rocm.provision collection through collections/, as the role runs it
+    env = dict(os.environ, ANSIBLE_CONFIG=str(REPO / "ansible.cfg"), ANSIBLE_LOAD_CALLBACK_PLUGINS="1",
                ANSIBLE_STDOUT_CALLBACK="ansible.builtin.json", ANSIBLE_LOCAL_TEMP=str(tmp / "ansible-tmp"))
     done = subprocess.run([str(Path(sys.executable).with_name("ansible")), "localhost", "-c", "local",
                            "-e", f"ansible_python_interpreter={sys.executable}",
-                           "-m", "torch_venv_wheel_fetch", "-a", json.dumps(args)],
+                           "-m", "rocm.provision.torch_venv_wheel_fetch", "-a", json.dumps(args)],
                           capture_output=True, text=True, env=env, timeout=300, check=False)
     doc = json.loads(done.stdout)
     return doc["plays"][0]["tasks"][0]["hosts"]["localhost"]

@@ -10,11 +10,11 @@ short_description: Take, take over or release the rocm-provision host lock
 description:
   - O(state=present) creates O(path) atomically (O_CREAT|O_EXCL) holding JSON C({run_id, boot_id, pid_ns, controller,
     pid, pid_start, user, started, started_epoch}). A lock of the same run is kept. A lock older than O(max_age)
-    seconds is taken over. A lock whose run id is O(takeover_run_id) is replaced (compare-and-swap: the controller
-    proved its holder gone). Otherwise nothing is written and C(acquired) is false, with the holder in C(holder).
+    seconds is taken over. A lock whose run id is O(takeover_run_id) is replaced (a compare-and-swap, once the
+    controller proved its holder gone). Otherwise nothing is written and C(acquired) is false, with the holder in C(holder).
   - O(state=absent) removes the lock only when its run id is O(owner.run_id); another run's lock is left alone.
   - Every change happens under an flock on C(<path>.guard), so two runs never both win. A guard that cannot be
-    opened fails the module: no lock, no run.
+    opened fails the module (no lock, no run).
 options:
   path:
     description: The lock file.
@@ -26,12 +26,13 @@ options:
     choices: [present, absent]
     default: present
   owner:
-    description: This run, C({run_id, controller, pid, pid_start, user}); pid_start is the pid's start time.
+    description: This run, C({run_id, boot_id, pid_ns, controller, pid, pid_start, user}); pid_start is the pid's
+      start time, boot_id and pid_ns name the controller (never its host name).
     type: dict
     required: true
   max_age:
-    description: A lock older than this many seconds is stale and taken over. An integer of at least 3600: a
-      younger live run could be mid-install; booleans and anything smaller are refused.
+    description: A lock older than this many seconds is stale and taken over. An integer of at least 3600 (a
+      younger live run could be mid-install); booleans and anything smaller are refused.
     type: raw
     default: 86400
   takeover_run_id:
@@ -43,6 +44,55 @@ options:
     type: str
     default: ""
 author: rocm-provision
+notes:
+  - Supports check mode; it reports what it would do and writes nothing.
+"""
+
+EXAMPLES = r"""
+- name: Take the host lock for this run
+  rocm.provision.rocm_host_lock:
+    owner: "{{ '' | rocm.provision.provision_lock_owner }}"
+  register: host_lock
+
+- name: Stop when another run holds it
+  ansible.builtin.fail:
+    msg: "held by run {{ host_lock.holder.run_id }} of {{ host_lock.holder.user }}@{{ host_lock.holder.controller }}"
+  when: not host_lock.acquired
+
+- name: Release it at the end (only if this run still holds it)
+  rocm.provision.rocm_host_lock:
+    owner: "{{ '' | rocm.provision.provision_lock_owner }}"
+    state: absent
+"""
+
+RETURN = r"""
+acquired:
+  description: Whether this run holds the lock now (always false for O(state=absent)).
+  returned: always
+  type: bool
+holder:
+  description:
+    - The lock's record C({run_id, controller, pid, pid_start, user, started, started_epoch}) after the call;
+      another run's record when the lock was refused; null when nobody holds it.
+  returned: always
+  type: dict
+took_over:
+  description: The record of the run whose lock was taken over, or null.
+  returned: always
+  type: dict
+message:
+  description: What happened, for the user.
+  returned: always
+  type: str
+  sample: /var/lib/rocm-provision/host.lock is held by another run
+age_s:
+  description: Age in seconds of another run's lock that was refused.
+  returned: when the lock is held by another run and was not taken over
+  type: int
+path:
+  description: The lock file.
+  returned: always
+  type: str
 """
 
 import contextlib

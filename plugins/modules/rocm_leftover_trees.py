@@ -52,12 +52,26 @@ options:
 author: rocm-provision
 """
 
+EXAMPLES = r"""
+- name: Record which files under old /opt/rocm-X.Y.Z trees came from packages, before they are purged
+  rocm.provision.rocm_leftover_trees:
+    state: snapshot
+    keep_release: 7.0.0
+
+- name: Delete old trees holding only packaged or generated files; move the others aside
+  rocm.provision.rocm_leftover_trees:
+    state: clean
+    keep_release: 7.0.0
+  register: leftovers
+"""
+
 RETURN = r"""
 trees:
   description: One entry per versioned tree looked at, C({path, action, reason, foreign, foreign_count, backup});
-    C(action) is removed, moved, kept or would-remove / would-move in check mode.
+    C(action) is removed, moved, kept or would-remove / would-move in check mode (recorded for a snapshot).
   type: list
   elements: dict
+  returned: always
 """
 
 import errno

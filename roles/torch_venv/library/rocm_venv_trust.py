@@ -1,1 +1,0 @@
-../../../plugins/modules/rocm_venv_trust.py

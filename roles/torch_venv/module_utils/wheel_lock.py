@@ -1,1 +1,0 @@
-../../../plugins/module_utils/wheel_lock.py

@@ -11,7 +11,8 @@ description:
   - O(state=present) creates O(path) atomically (O_CREAT|O_EXCL) holding JSON C({run_id, boot_id, pid_ns, controller,
     pid, pid_start, user, started, started_epoch}). A lock of the same run is kept. A lock older than O(max_age)
     seconds is taken over. A lock whose run id is O(takeover_run_id) is replaced (a compare-and-swap, once the
-    controller proved its holder gone). Otherwise nothing is written and C(acquired) is false, with the holder in C(holder).
+    controller proved its holder gone). Otherwise nothing is written and C(acquired) is false,
+    with the holder in C(holder).
   - O(state=absent) removes the lock only when its run id is O(owner.run_id); another run's lock is left alone.
   - Every change happens under an flock on C(<path>.guard), so two runs never both win. A guard that cannot be
     opened fails the module (no lock, no run).

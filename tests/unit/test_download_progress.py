@@ -10,7 +10,6 @@ import hashlib
 import io
 import json
 import os
-import sys
 import threading
 import time
 import zipfile

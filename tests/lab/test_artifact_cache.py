@@ -99,7 +99,9 @@ def tampered_index(lab: CacheLab) -> tuple[str, dict[str, tuple[str, str]]]:
     links = []
     changed: dict[str, tuple[str, str]] = {}
     wheels = sorted(source.glob("*.whl"))
-    dependency = next(w for w in wheels if not w.name.startswith("torch-"))
+    # a dependency of the pins, when the lab's wheel directory carries one (its CPU torch stand-in may come alone;
+    # the dependency case then rests on tests/unit/test_wheel_lock_fetch.py, real pip against a local index)
+    dependency = next((w for w in wheels if not w.name.startswith(("torch-", "."))), None)
     for wheel in wheels:
         data = wheel.read_bytes()
         if wheel.name.startswith("torch-") or wheel == dependency:

@@ -104,7 +104,7 @@ def tampered_index(lab: CacheLab) -> tuple[str, dict[str, tuple[str, str]]]:
     dependency = next((w for w in wheels if not w.name.startswith(("torch-", "."))), None)
     for wheel in wheels:
         data = wheel.read_bytes()
-        if wheel.name.startswith("torch-") or wheel == dependency:
+        if wheel.name.startswith("torch-") or wheel == dependency:  # (the .complete marker is not a wheel)
             before = hashlib.sha256(data).hexdigest()
             data += b"tampered"  # still a readable zip (trailing bytes), another sha256
             changed[wheel.name] = (before, hashlib.sha256(data).hexdigest())
@@ -149,9 +149,9 @@ def test_fleet_fetches_each_artifact_once(cache_lab: CacheLab) -> None:
 
 def test_tampered_wheel_and_dependency_stop_their_host_before_removal(cache_lab: CacheLab) -> None:
     """Default settings, after the fleet run above recorded the lock file: ca-7900xtx's wheel index serves a torch
-    wheel and one of its dependencies changed (same names, the index lists the new hashes, as a compromised mirror
-    would). That host fails at the stage naming both files with the sha256 each has and the one the lock file
-    records, and keeps ROCm 5.2; ca-mi210 (the good index, the same set) upgrades."""
+    wheel (and, where the lab's wheel directory has one, a dependency) changed under the same name, the index
+    listing the new hashes, as a compromised mirror would. That host fails at the stage naming each file with the
+    sha256 it has and the one the lock file records, and keeps ROCm 5.2; ca-mi210 (the good index) upgrades."""
     assert (cache_lab.tmp / "rocm-provision.lock").is_file(), "the fleet run recorded no lock file"
     url, changed = tampered_index(cache_lab)
     text = cache_lab.inventory.read_text()

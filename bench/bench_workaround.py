@@ -56,7 +56,7 @@ def main() -> int:
     trials = wa.get("trials") or []
     suite_s = (doc.get("duration_s") or wall) - (wa.get("seconds") or 0.0)
     result = {
-        "command": " ".join(cmd[1:3] + ["..."]),
+        "command": " ".join([*cmd[1:3], "..."]),
         "device": (doc.get("gpus") or [{}])[0].get("name") if doc.get("gpus") else args.device,
         "torch": (doc.get("torch") or {}).get("version"),
         "python": platform.python_version(),
@@ -77,7 +77,8 @@ def main() -> int:
         "trial_purposes": [t["purpose"] for t in trials],
     }
     Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
-    print(json.dumps({k: result[k] for k in ("device", "wall_s", "search_s", "trials", "status", "exact")}))
+    keys = ("device", "wall_s", "search_s", "trials", "status", "exact")
+    sys.stdout.write(json.dumps({k: result[k] for k in keys}) + "\n")
     return 0 if result["exact"] else 1
 
 

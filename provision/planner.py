@@ -208,9 +208,6 @@ def _stale_overrides(rocm: RocmState, ident: Identification | None) -> list[str]
     return []
 
 
-SEARCH_TIME_LIMIT_S = 900
-
-
 def _fallback(spec: HostSpec, ident: Identification | None, rocm: RocmState, reasons: list[str],
               torch: TorchBuild | None = None) -> Plan:
     env = fallback_profile()
@@ -231,7 +228,7 @@ def _fallback(spec: HostSpec, ident: Identification | None, rocm: RocmState, rea
     for name in dropped:
         env.pop(name)
         warnings.append(f"{name} is not read by MIOpen {release} (the host's release): left out of the profile")
-    search = {"time_limit_s": SEARCH_TIME_LIMIT_S, "miopen_release": release,
+    search = {"time_limit_s": spec.verify_search_time_limit, "miopen_release": release,
               "when": "the verification with the starting profile has failing, crashing or hanging cases"}
     reasons.append("starting profile: " + (" ".join(f"{k}={v}" for k, v in env.items()) or "none")
                    + "; if the verification fails, the host searches for the narrowest MIOpen switches "

@@ -139,6 +139,8 @@ def markdown(report: dict[str, Any]) -> str:
             s = verification.get("summary") or {}
             where = (verification.get("device") or {}).get("type")
             on = f" on {where}" if where else ""
+            if verification.get("simulated"):
+                on += ", SIMULATED GPU runtime (lab)"
             vtext = f"{verification.get('verdict')} ({s.get('pass', 0)}/{s.get('total', 0)} pass{on})"
             if verification.get("verified_at"):
                 vtext += f", converged: last verified {verification['verified_at']}"
@@ -161,6 +163,13 @@ def markdown(report: dict[str, Any]) -> str:
             lines.append("- env set: " + ", ".join(f"`{k}={v}`" for k, v in plan["env"].items()))
         if plan.get("env_remove"):
             lines.append("- env removed: " + ", ".join(f"`{k}`" for k in plan["env_remove"]))
+        search = h.get("workaround") or {}
+        if search:
+            lines.append(f"- workaround search: {search.get('status')}, {search.get('trials')} trials, "
+                         f"{search.get('seconds')} s, MIOpen {search.get('miopen_release') or '?'}; report "
+                         f"{search.get('json')}")
+            for case, switches in (search.get("fixes") or {}).items():
+                lines.append(f"  - `{case}` fixed by " + ", ".join(f"`{s}=0`" for s in switches))
         bad = [c for c in ((h.get("verification") or {}).get("cases") or []) if c["status"] not in ("pass", "skipped")]
         for c in bad[:20]:
             lines.append(f"- verification {c['status']}: `{c['name']}` {c.get('error') or ''}")
@@ -204,6 +213,8 @@ def _card(h: dict[str, Any]) -> str:
     if verification:
         s = verification.get("summary") or {}
         where = ((verification.get("device") or {}).get("type") or "")
+        if verification.get("simulated"):
+            where += " (SIMULATED GPU runtime, lab)"
         vline = (f"<p>verification{' on ' + _e(where) if where else ''}: <b>{_e(verification.get('verdict'))}</b>"
                  f" — {_e(s.get('pass', 0))} pass, "
                  f"{_e(s.get('fail', 0))} fail, {_e(s.get('crash', 0))} crash of {_e(s.get('total', 0))}</p>")

@@ -27,7 +27,6 @@ once it passes no new candidate is tried, and the report says the search was cut
 
 from __future__ import annotations
 
-import itertools
 import json
 import time
 from collections.abc import Callable
@@ -170,17 +169,14 @@ def search(
                 candidates.append(_Candidate(dict(entry["env"]), "solver", fixed))
 
     uncovered = names - set().union(*(c.fixed for c in candidates))
-    if uncovered:
-        for a, b in itertools.combinations(families, 2):
-            if not uncovered or out_of_time():
-                break
-            rest = [by_name[n] for n in sorted(uncovered)]
-            pair_fixed = trial(rest, {**a["env"], **b["env"]}, f"families {a['family']}+{b['family']}") & uncovered
-            if not pair_fixed:
-                continue
-            candidates.append(_Candidate({**a["env"], **b["env"]}, "pair", set(pair_fixed)))
-            candidates += _narrow_pairs(a, b, pair_fixed, solvers_of, by_name, trial, out_of_time)
-            uncovered -= pair_fixed
+    if uncovered and not out_of_time():
+        # Cases no single switch fixes need two or more at once: start from every family off, keep the
+        # families needed, then narrow each kept family to the single solvers needed (delta debugging,
+        # halving), so such a case gets narrow switches across families whenever narrow ones suffice.
+        combo = _combination([by_name[n] for n in sorted(uncovered)], families, solvers_of, trial, out_of_time)
+        if combo is not None:
+            candidates.append(combo)
+            uncovered -= combo.fixed
 
     chosen = _cover(candidates, names, costs)
     env: dict[str, str] = {}
@@ -218,33 +214,64 @@ def search(
     }
 
 
-def _narrow_pairs(a: dict[str, Any], b: dict[str, Any], pair_fixed: set[str],
-                  solvers_of: dict[str, list[dict[str, Any]]], by_name: dict[str, ConvCase],
-                  trial: Callable[[list[ConvCase], dict[str, str], str], set[str]],
-                  out_of_time: Callable[[], bool]) -> list[_Candidate]:
-    """Narrow replacements for a family pair: one solver + the other family, then solver + solver."""
-    found: list[_Candidate] = []
-    cases = [by_name[n] for n in sorted(pair_fixed)]
-    ok_in: dict[str, list[tuple[dict[str, Any], set[str]]]] = {a["family"]: [], b["family"]: []}
-    for one, other in ((a, b), (b, a)):
-        for entry in solvers_of.get(one["family"], []):
-            if out_of_time():
-                return found
-            env = {**entry["env"], **other["env"]}
-            fixed = trial(cases, env, f"solver in {one['family']} + family {other['family']}") & pair_fixed
-            if fixed:
-                found.append(_Candidate(env, "pair", fixed))
-                ok_in[one["family"]].append((entry, fixed))
-    for (ea, fa), (eb, fb) in itertools.product(ok_in[a["family"]], ok_in[b["family"]]):
-        both = fa & fb
-        if not both or out_of_time():
+def _combination(cases: list[ConvCase], families: list[dict[str, Any]],
+                 solvers_of: dict[str, list[dict[str, Any]]],
+                 trial: Callable[[list[ConvCase], dict[str, str], str], set[str]],
+                 out_of_time: Callable[[], bool]) -> _Candidate | None:
+    """The smallest switch set found by delta debugging that makes ``cases`` pass together, or None."""
+    names = {c.name for c in cases}
+    env = {k: v for f in families for k, v in f["env"].items()}
+    if not env or trial(cases, env, "combination: every family off") < names:
+        return None
+    kept = list(families)
+    for fam in families:  # keep only the families needed
+        if out_of_time():
+            break
+        rest = [f for f in kept if f is not fam]
+        smaller = {k: v for f in rest for k, v in f["env"].items()}
+        if smaller and trial(cases, smaller, f"combination: without family {fam['family']}") >= names:
+            kept = rest
+    env = {k: v for f in kept for k, v in f["env"].items()}
+    for fam in kept:  # replace each family by the single solvers needed
+        narrow = solvers_of.get(fam["family"], [])
+        if not narrow or out_of_time():
             continue
-        env = {**ea["env"], **eb["env"]}
-        fixed = trial([by_name[n] for n in sorted(both)], env,
-                      f"solvers in {a['family']}+{b['family']}") & both
-        if fixed:
-            found.append(_Candidate(env, "pair", fixed))
-    return found
+        base = {k: v for k, v in env.items() if k not in fam["env"]}
+        every = {k: v for entry in narrow for k, v in entry["env"].items()}
+        if trial(cases, {**base, **every}, f"combination: {fam['family']} as single solvers") < names:
+            continue
+        needed = _shrink(cases, base, narrow, trial, out_of_time, fam["family"])
+        env = {**base, **{k: v for entry in needed for k, v in entry["env"].items()}}
+    return _Candidate(env, "pair", set(names))
+
+
+def _shrink(cases: list[ConvCase], base: dict[str, str], entries: list[dict[str, Any]],
+            trial: Callable[[list[ConvCase], dict[str, str], str], set[str]], out_of_time: Callable[[], bool],
+            family: str) -> list[dict[str, Any]]:
+    """A small subset of ``entries`` that, with ``base``, still makes ``cases`` pass: halves are dropped while
+    the cases pass without them, then single entries (a light ddmin; the full set is known to pass)."""
+    names = {c.name for c in cases}
+
+    def passes(subset: list[dict[str, Any]], what: str) -> bool:
+        env = {**base, **{k: v for e in subset for k, v in e["env"].items()}}
+        return trial(cases, env, f"combination: {family} {what}") >= names
+
+    needed = list(entries)
+    chunk = len(needed) // 2
+    while chunk >= 1:
+        i = 0
+        while i < len(needed):
+            if out_of_time():
+                return needed
+            rest = needed[:i] + needed[i + chunk:]
+            if rest and passes(rest, f"without {len(needed) - len(rest)} of {len(needed)} single solvers"):
+                needed = rest
+            else:
+                i += chunk
+        if chunk == 1:
+            break
+        chunk //= 2
+    return needed
 
 
 def _cover(candidates: list[_Candidate], names: set[str], costs: dict[str, int]) -> list[_Candidate]:

@@ -111,7 +111,20 @@ def test_a_case_that_needs_two_narrow_switches_at_once_gets_two_narrow_ones() ->
     assert res["env"] == {"MIOPEN_DEBUG_CONV_DIRECT_OCL_WRW2": "0", "MIOPEN_DEBUG_AMD_WINOGRAD_RXS_F2X3_G1": "0"}
     assert res["cost"] == 2
     purposes = [t["purpose"] for t in res["trials"]]
-    assert "families winograd+direct" in purposes and "solvers in winograd+direct" in purposes
+    assert "combination: every family off" in purposes
+    assert len(purposes) < 40  # halving, not one trial per single solver and pair
+
+
+def test_a_case_that_needs_three_switches_at_once() -> None:
+    """A case whose fwd, bwd-data and bwd-weight passes each hit another broken solver (GEMM family, a direct
+    and a Winograd solver): no single switch nor pair fixes it; the answer is still the three switches."""
+    a, ok = QUICK[0], QUICK[1]
+    broken = {a.name: ["MIOPEN_DEBUG_CONV_GEMM", "MIOPEN_DEBUG_CONV_DIRECT_OCL_WRW2",
+                       "MIOPEN_DEBUG_AMD_WINOGRAD_RXS_F3X2"]}
+    res = workaround.search([a], _solver_model(broken, []), regression=[ok], miopen_release="2.17")
+    assert res["status"] == "found", res
+    assert res["env"] == {"MIOPEN_DEBUG_CONV_GEMM": "0", "MIOPEN_DEBUG_CONV_DIRECT_OCL_WRW2": "0",
+                          "MIOPEN_DEBUG_AMD_WINOGRAD_RXS_F3X2": "0"}
 
 
 def test_minimisation_drops_the_broad_switch_first() -> None:

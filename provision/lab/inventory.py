@@ -28,6 +28,8 @@ class InventoryInput:
 
 
 USERS_VERIFY_VENV = "/opt/venvs/lab-verify-cpu"
+# The simulated GPU's cases: one with no faulting solver, one that needs two switches, one that needs three.
+SIM_CASES = "2d-conv-n4c16k32-24x24-r1s1,2d-conv-n4c16k32-24x24-r3s1d1g2,fam-winograd-2d-conv-*-fp32-*"
 
 
 def render(inp: InventoryInput) -> str:
@@ -48,8 +50,11 @@ def render(inp: InventoryInput) -> str:
         line = f"{host.name} ansible_host={host.address} provision_expected_gpus='{expected}'"
         if host.old_venv:
             # A fallback host keeps its users' venv. The lab's torch 1.13 venv is a stand-in that cannot run a
-            # convolution, so the suite runs in a CPU torch venv beside it (`provision demo` creates it).
-            line += f" provision_verify_venv={USERS_VERIFY_VENV}"
+            # convolution, so the suite runs in a CPU torch venv beside it (`provision demo` creates it), under
+            # the lab's simulated GPU runtime: torch 1.13.1+rocm5.2 on this host's simulated GPU, from public
+            # facts (provision/data/gpu_runtime.yaml). A few cases keep the workaround search short.
+            line += (f" provision_verify_venv={USERS_VERIFY_VENV} provision_verify_device=auto"
+                     f" conv_verify_extra_args='[\"--cases\", \"{SIM_CASES}\"]'")
         out.append(line)
     out += [
         "",
@@ -84,7 +89,8 @@ def render(inp: InventoryInput) -> str:
     out += [
         "# Lab hosts expose their simulated PCI tree and KFD topology here (real hosts: /sys):",
         f"provision_sysfs_root={SYSFS_ROOT}",
-        "# Lab hosts have no GPU: the verification suite runs its cases on the CPU and says so in its report.",
+        "# Lab hosts have no GPU: the verification suite runs its cases on the CPU and says so in its report",
+        "# (fallback hosts: under the simulated GPU runtime, whose reports name the GPU '[simulated ...]').",
         "provision_verify_device=cpu",
         "# The stand-in packages are tiny: the preflight asks for 1 GiB free under /opt instead of 30.",
         'rocm_preflight_min_free_gib={"/opt": 1}',

@@ -18,6 +18,7 @@ never from what the product expects. GPU names carry "[simulated]" so reports ca
 
 from __future__ import annotations
 
+import contextlib
 import importlib.abc
 import importlib.machinery
 import json
@@ -110,7 +111,7 @@ def _fault(rule: dict[str, Any]) -> None:
     os.abort()
 
 
-def patch(torch: Any, rt: Runtime) -> None:  # noqa: C901 - one place for every patched entry point
+def patch(torch: Any, rt: Runtime) -> None:
     from torch.overrides import TorchFunctionMode
 
     version = torch.torch_version.TorchVersion(rt.torch_version)
@@ -141,10 +142,8 @@ def patch(torch: Any, rt: Runtime) -> None:  # noqa: C901 - one place for every 
 
     def tag(value: Any) -> None:
         if isinstance(value, torch.Tensor):
-            try:
+            with contextlib.suppress(AttributeError, RuntimeError):
                 setattr(value, _TAG, True)
-            except (AttributeError, RuntimeError):
-                pass
         elif isinstance(value, list | tuple):
             for v in value:
                 tag(v)

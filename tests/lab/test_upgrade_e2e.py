@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from provision.lab.inventory import simulated_gpu_vars
 from tests.lab.conftest import FIRST_ADDRESS, LabHandle
 
 
@@ -47,8 +48,10 @@ def fleet(lab: LabHandle, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
     lab.addresses = {h.name: h.address for h in lab.result.hosts}
     tmp = tmp_path_factory.mktemp("fleet")
     inventory = tmp / "lab.ini"
+    # ws-navi10 verifies on the lab's simulated GPU runtime (the field report's box: crashes, search, verified).
     inventory.write_text(lab.inventory.read_text().replace(
-        "[workstations:vars]", "ws-gone ansible_host=127.0.0.251\n\n[workstations:vars]"))
+        "[workstations:vars]", "ws-gone ansible_host=127.0.0.251\n\n[workstations:vars]").replace(
+        "ws-navi10 ansible_host=", f"ws-navi10 {simulated_gpu_vars()} ansible_host="))
     users_venv(lab.inventory, "ws-navi10")
     yield lab, inventory, tmp / "runs"
 

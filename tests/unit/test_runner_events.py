@@ -63,3 +63,19 @@ def test_the_same_repo_tasks_after_the_removal_count_as_stack(tmp_path: Path,
     host = run.hosts["ws1"]
     assert (host.status, host.phase) == ("failed", "stack")
     assert host.message == "E: Sub-process /usr/bin/dpkg returned an error code (1)"
+
+
+def test_the_workaround_search_shows_its_latest_trial(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The polled follow task's retry events carry the search's progress line; the live table shows it, and a
+    failure of the search's tasks counts as the fallback phase."""
+    run = _run(tmp_path, monkeypatch)
+    task = "Follow the workaround search"
+    run._event(_ev("runner_on_start", task, role="fallback_profile"))
+    line = ('{"type": "workaround-trial", "trial": 7, "purpose": "solver in direct", "elapsed_s": 31.5, '
+            '"limit_s": 900}')
+    run._event(_ev("runner_retry", task, role="fallback_profile", res={"stdout": line + "\n", "attempts": 7}))
+    host = run.hosts["ws1"]
+    assert host.task == f"{task}: trial 7 (solver in direct), 31.5 of 900 s" and host.phase == "fallback"
+    run._event(_ev("runner_on_failed", "Fail with the evidence and the options", role="fallback_profile",
+                   res={"msg": "no MIOpen switch set made every convolution pass on ws1"}))
+    assert host.status == "failed" and host.phase == "fallback" and "no MIOpen switch set" in host.message

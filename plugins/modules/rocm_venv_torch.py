@@ -34,6 +34,43 @@ options:
     type: dict
     default: {}
 author: rocm-provision
+notes:
+  - Supports check mode (it only reads).
+"""
+
+EXAMPLES = r"""
+- name: Read the users' torch build (version, compiled GPU targets) as the venv's owner
+  rocm.provision.rocm_venv_torch:
+    venvs: [/home/alice/venvs/torch]
+    timeout: 120
+    environment:
+      HSA_OVERRIDE_GFX_VERSION: "10.3.0"
+  register: venv_torch
+
+- name: Look for any user's venv with torch in the default places
+  rocm.provision.rocm_venv_torch:
+  register: venv_torch
+"""
+
+RETURN = r"""
+torch:
+  description:
+    - What the probe found. C(path) the venv (null when none with torch was found), C(owner) and C(run_as) the
+      user it ran as, C(version), C(hip), C(cuda) from torch, C(arch_list) the compiled GPU targets and
+      C(arch_source) how they were read, C(dist_version) the version from the dist-info name, C(named) whether
+      the venv was one of O(venvs), and C(error) when the probe could not answer (never a module failure).
+  returned: always
+  type: dict
+  sample:
+    path: /home/alice/venvs/torch
+    owner: alice
+    run_as: alice
+    version: 1.13.1+rocm5.2
+    hip: "5.2.21151-afdc89f8"
+    arch_list: [gfx1030, gfx900, gfx906, gfx908, gfx90a]
+    arch_source: torch._C._cuda_getArchFlags()
+    dist_version: 1.13.1+rocm5.2
+    named: true
 """
 
 import glob

@@ -22,6 +22,7 @@ class EnvVar:
     description: str
     notes: str | None
     sources: tuple[str, ...]
+    miopen_releases: dict[str, str] | None = None  # MIOpen major.minor -> source key; None: not catalogued
 
 
 @dataclass(frozen=True)
@@ -37,6 +38,8 @@ class EnvCatalog:
         self.true_tokens = tuple(str(t) for t in tokens.get(True, tokens.get("true", ["1"])))
         self.false_tokens = tuple(str(t) for t in tokens.get(False, tokens.get("false", ["0"])))
         self.sources: dict[str, str] = dict(data.get("sources", {}))
+        self.miopen_release_of_rocm: dict[str, str] = {str(k): str(v) for k, v in
+                                                       (data.get("miopen_release_of_rocm") or {}).items()}
         self.variables: dict[str, EnvVar] = {}
         for row in data.get("variables", []):
             self.variables[row["name"]] = EnvVar(
@@ -49,6 +52,8 @@ class EnvCatalog:
                 description=row.get("description", ""),
                 notes=row.get("notes"),
                 sources=tuple(row.get("sources", [])),
+                miopen_releases=({str(k): str(v) for k, v in row["miopen_releases"].items()}
+                                 if row.get("miopen_releases") else None),
             )
         self.not_real: dict[str, NotReal] = {
             row["name"]: NotReal(row["name"], row.get("reason", ""), row.get("instead"))
@@ -57,6 +62,19 @@ class EnvCatalog:
 
     def get(self, name: str) -> EnvVar | None:
         return self.variables.get(name)
+
+    def miopen_release(self, rocm_version: str | None) -> str | None:
+        """'5.2.0' -> '2.17' (the MIOpen release that ROCm release ships), None when not catalogued."""
+        if not rocm_version:
+            return None
+        return self.miopen_release_of_rocm.get(".".join(rocm_version.split(".")[:2]))
+
+    def not_read_by(self, names: list[str], miopen_release: str | None) -> list[str]:
+        """Names with a release list that ``miopen_release`` is not on (a profile must not carry them)."""
+        if miopen_release is None:
+            return []
+        return [n for n in names if (var := self.variables.get(n)) is not None and var.miopen_releases is not None
+                and miopen_release not in var.miopen_releases]
 
     def value_problem(self, var: EnvVar, value: str) -> tuple[str, str] | None:
         """(message, allowed) when `value` is not acceptable for `var`, else None."""

@@ -15,7 +15,8 @@ from provision.runner import RunResult
 
 
 def _state(command: str, name: str, run: RunResult, preflight: dict[str, Any] | None,
-           verification: dict[str, Any] | None, check_mode: bool) -> tuple[str, str]:
+           verification: dict[str, Any] | None, check_mode: bool,
+           search: dict[str, Any] | None = None) -> tuple[str, str]:
     host = run.hosts[name]
     if host.status == "unreachable":
         return "unreachable", host.message or "the host could not be reached over SSH"
@@ -32,8 +33,17 @@ def _state(command: str, name: str, run: RunResult, preflight: dict[str, Any] | 
         verdict = (verification or {}).get("verdict")
         return ("done", "verification passed") if verdict == "pass" else (
             "failed-at-verify", f"verification verdict: {verdict or 'no result'}")
-    return ("fallback-applied", "kept its ROCm stack; fallback profile applied") if action == "fallback" else (
-        "done", f"{action} finished")
+    if action == "fallback":
+        return "fallback-applied", "kept its ROCm stack; fallback profile applied" + _search_text(search)
+    return "done", f"{action} finished"
+
+
+def _search_text(search: dict[str, Any] | None) -> str:
+    if not search:
+        return ""
+    env = " ".join(f"{k}={v}" for k, v in (search.get("env") or {}).items()) or "nothing"
+    return (f"; the starting profile did not verify, the workaround search found {env} "
+            f"({search.get('trials')} trials) and the host verified with it")
 
 
 def _versions(rocm: dict[str, Any] | None, verification: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -73,6 +83,8 @@ def _verification(stats: dict[str, Any] | None) -> dict[str, Any] | None:
         "json": str(path) if path.is_file() else None,
         "cases": [{k: c.get(k) for k in keep} for c in doc.get("cases", [])],
         "detection_floors": doc.get("detection_floors"),
+        # The lab's simulated GPU runtime names its GPUs "... [simulated]": the report carries that mark.
+        "simulated": any("[simulated" in str(g.get("name")) for g in doc.get("gpus", [])),
     }
 
 
@@ -124,7 +136,8 @@ def build(command: str, run: RunResult, inventory: Path, started: datetime, fini
             continue  # not in --limit
         preflight = preflight_all.get(name)
         verification = _verification(verify_all.get(name))
-        state, reason = _state(command, name, run, preflight, verification, check_mode)
+        search = (stats.get("provision_workaround") or {}).get(name)
+        state, reason = _state(command, name, run, preflight, verification, check_mode, search)
         reason, verification = _converged(state, reason, converged_all.get(name), verification)
         hosts.append({
             "name": name,
@@ -146,6 +159,7 @@ def build(command: str, run: RunResult, inventory: Path, started: datetime, fini
             # the new driver is installed but loads only after a reboot nobody was allowed to do
             "reboot_pending": bool(reboot_all.get(name)),
             "verification": verification,
+            "workaround": search,
         })
     return {
         "schema_version": SCHEMA_VERSION,

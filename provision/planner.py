@@ -15,6 +15,7 @@ from provision import datafiles, pins
 from provision.catalog import catalog, gfx_from_version
 from provision.identify import Gpu, Identification
 from provision.specs import HostSpec
+from provision.torchbuild import TorchBuild, assumed_rocm5
 
 Action = Literal["upgrade", "upgrade-with-override", "fallback", "blocked", "undecided"]
 
@@ -51,6 +52,9 @@ class Plan:
     env: dict[str, str] = field(default_factory=dict)  # to set (fallback profile / override)
     env_remove: list[str] = field(default_factory=list)  # to remove from the host's profile
     steps: list[str] = field(default_factory=list)
+    # fallback: the workaround search scheduled on the host ({time_limit_s, miopen_release, ...}); None otherwise
+    search: dict | None = None
+    torch: dict | None = None  # fallback: the users' torch build the override decision rests on
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -65,11 +69,15 @@ def plan_host(
     ident: Identification | None = None,
     os_facts: OsFacts | None = None,
     rocm: RocmState | None = None,
+    torch: TorchBuild | None = None,
 ) -> Plan:
-    """Decide one host's plan. Pure: no I/O beyond the read-only data files."""
+    """Decide one host's plan. Pure: no I/O beyond the read-only data files.
+
+    `torch` is the users' PyTorch build (read from their venv at preflight); None on a pasted box, where the
+    fallback plan assumes a public PyTorch ROCm 5.x wheel and says so."""
     rocm = rocm or RocmState()
     if spec.mode == "fallback":
-        return _fallback(spec, ident, rocm, ["provision_mode is fallback: the host keeps its ROCm stack"])
+        return _fallback(spec, ident, rocm, ["provision_mode is fallback: the host keeps its ROCm stack"], torch)
     if ident is None:
         return Plan("undecided", reasons=["GPUs not gathered yet: the plan is decided at preflight"]
                     + ([f"expected GPUs: {', '.join(spec.expected_gpus)}"] if spec.expected_gpus else []))
@@ -120,7 +128,7 @@ def plan_host(
             return Plan("blocked", reasons=[*why, "provision_mode is upgrade, so the host is left as it is"])
         if os_block and not cannot_run and _os_supported(os_facts):
             return Plan("blocked", reasons=[os_block], warnings=warnings)
-        return _fallback(spec, ident, rocm, why)
+        return _fallback(spec, ident, rocm, why, torch)
 
     if len(overrides) > 1:
         return Plan("blocked", reasons=[*reasons, f"GPUs need different overrides ({', '.join(sorted(overrides))}) "
@@ -200,20 +208,66 @@ def _stale_overrides(rocm: RocmState, ident: Identification | None) -> list[str]
     return []
 
 
-def _fallback(spec: HostSpec, ident: Identification | None, rocm: RocmState, reasons: list[str]) -> Plan:
+def _fallback(spec: HostSpec, ident: Identification | None, rocm: RocmState, reasons: list[str],
+              torch: TorchBuild | None = None) -> Plan:
     env = fallback_profile()
     env.update(spec.fallback_env)
-    env_remove = _stale_overrides(rocm, ident)
-    warnings = []
+    build = torch if torch is not None else assumed_rocm5()
+    warnings: list[str] = [f"torch build: {build.note}"] if build.source != "venv" else []
+    warnings += [f"reading the users' torch: {p}" for p in build.problems]
+    env_remove, why = _override_decision(rocm, ident, build)
+    reasons = [*reasons, *why]
     if env_remove:
-        reasons = [*reasons, "its HSA_OVERRIDE_GFX_VERSION crosses GPU generations and will be removed"]
-        warnings.append("without the override, PyTorch builds that lack this GPU's gfx target cannot launch GPU "
-                        "kernels ('invalid device function'); the verification suite will show it")
         env.pop("HSA_OVERRIDE_GFX_VERSION", None)
     if rocm.gathered and rocm.version is None:
         warnings.append("no ROCm installation was found; the profile only helps once a ROCm stack is present")
+    from provision.envcatalog import env_catalog
+
+    release = build.miopen_release or env_catalog().miopen_release(rocm.version)
+    dropped = env_catalog().not_read_by(list(env), release)
+    for name in dropped:
+        env.pop(name)
+        warnings.append(f"{name} is not read by MIOpen {release} (the host's release): left out of the profile")
+    search = {"time_limit_s": spec.verify_search_time_limit, "miopen_release": release,
+              "when": "the verification with the starting profile has failing, crashing or hanging cases"}
+    reasons.append("starting profile: " + (" ".join(f"{k}={v}" for k, v in env.items()) or "none")
+                   + "; if the verification fails, the host searches for the narrowest MIOpen switches "
+                   f"(MIOpen {release or 'release unknown: names every catalogued release reads'}), writes them "
+                   "into the profile and verifies again")
     return Plan("fallback", reasons=reasons, warnings=warnings, env=env, env_remove=env_remove,
-                steps=["preflight", "fallback", "verify"])
+                steps=["preflight", "fallback", "verify", "search (if needed)", "verify"], search=search,
+                torch=build.to_dict())
+
+
+def _override_decision(rocm: RocmState, ident: Identification | None, build: TorchBuild) -> tuple[list[str], list[str]]:
+    """(names to remove, reasons) for the host's HSA_OVERRIDE_GFX_VERSION, from what its torch carries."""
+    value = rocm.env_overrides.get("HSA_OVERRIDE_GFX_VERSION") or (ident.override if ident else None)
+    if not value or ident is None:
+        return [], []
+    try:
+        forced = gfx_from_version(value)
+    except ValueError:
+        return ["HSA_OVERRIDE_GFX_VERSION"], [f"HSA_OVERRIDE_GFX_VERSION={value} is not a valid gfx version and "
+                                              "will be removed"]
+    targets = set(build.targets or ())
+    torch_text = f"torch {build.version}" if build.version else "the assumed torch build"
+    hardware = sorted({g.gfx for g in ident.compute if g.gfx})
+    if build.targets is not None and hardware and not set(hardware) <= targets and forced in targets:
+        missing = ", ".join(h for h in hardware if h not in targets)
+        return [], [f"HSA_OVERRIDE_GFX_VERSION={value} is kept: {torch_text} carries no {missing} code "
+                    f"(it carries {', '.join(sorted(targets))}); the override makes it load {forced} code, without "
+                    "it every GPU kernel fails ('invalid device function')"]
+    if build.targets is not None and hardware and set(hardware) <= targets:
+        if _stale_overrides(rocm, ident):
+            return ["HSA_OVERRIDE_GFX_VERSION"], [
+                f"HSA_OVERRIDE_GFX_VERSION={value} will be removed: {torch_text} carries {', '.join(hardware)} code "
+                "itself, and the override crosses GPU generations"]
+        return [], [f"HSA_OVERRIDE_GFX_VERSION={value} is kept: it stays within the GPU's generation"]
+    if _stale_overrides(rocm, ident):
+        return [], [f"HSA_OVERRIDE_GFX_VERSION={value} is kept although it crosses GPU generations: what "
+                    f"{torch_text} carries is not known, and removing an override the venv needs stops every GPU "
+                    "kernel; the verification shows whether it works"]
+    return [], []
 
 
 def _dedupe(items: list[str]) -> list[str]:

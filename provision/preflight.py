@@ -8,6 +8,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+from provision import torchbuild
 from provision.identify import KfdNode, PciDevice, identify, norm_slot, parse_kfd_properties
 from provision.osfacts import os_facts_from_text
 from provision.planner import RocmState, plan_host
@@ -156,7 +157,7 @@ def evaluate(raw: dict[str, Any], spec: HostSpec, min_free_gib: dict[str, float]
     )
     os_facts = os_facts_from_text(raw["os_release"]) if raw.get("os_release") else None
     rocm = rocm_state(raw)
-    plan = plan_host(spec, ident, os_facts, rocm)
+    plan = plan_host(spec, ident, os_facts, rocm, torchbuild.from_probe(raw.get("venv_torch")))
     problems, warnings = checks(raw, spec, min_free_gib or {}, plan.action in ("upgrade", "upgrade-with-override"))
     if plan.action in ("upgrade", "upgrade-with-override") and problems:
         plan.action = "blocked"

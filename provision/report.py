@@ -170,6 +170,8 @@ def verification_text(host: dict[str, Any]) -> str:
     n = counts(host)
     where = (verification.get("device") or {}).get("type")
     on = f" on {where}" if where and where != "cuda" else ""
+    if verification.get("simulated"):
+        on += ", SIMULATED GPU runtime (lab)"
     bad = ", ".join(f"{n[s]} {s}" for s in (*NOT_PASSED, "skipped") if n.get(s))
     text = f"{verification.get('verdict')} ({n.get('pass', 0)}/{n.get('total', 0)} pass{on}{': ' + bad if bad else ''})"
     if verification.get("verified_at"):
@@ -283,6 +285,13 @@ def markdown(report: dict[str, Any]) -> str:
         lines.append(f"- before: {_md(versions_text(h.get('before')))}; after: {_md(versions_text(h.get('after')))}")
         lines.append(f"- own time {duration_text(h.get('duration_s'))} (first task to last: "
                      f"{duration_text(h.get('span_s', h.get('duration_s')))}), {h.get('changed', 0)} changed")
+        search = h.get("workaround") or {}
+        if search:
+            lines.append(f"- workaround search: {_md(search.get('status'))}, {search.get('trials')} trials, "
+                         f"{search.get('seconds')} s, MIOpen {_md(search.get('miopen_release') or '?')}; report "
+                         f"{_md(search.get('json'))}")
+            for case, switches in (search.get("fixes") or {}).items():
+                lines.append(f"  - `{_md(case)}` fixed by " + ", ".join(f"`{_md(s)}=0`" for s in switches))
         bad = [c for c in cases(h) if c.get("status") in NOT_PASSED]
         for c in bad[:20]:
             lines.append(f"- verification {_md(c['status'])}: `{_md(c['name'])}` {_md(c.get('error') or '')}")

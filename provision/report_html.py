@@ -261,6 +261,18 @@ def _phases(h: dict[str, Any]) -> str:
                      for name, seconds in spent.items())
 
 
+def _workaround(h: dict[str, Any]) -> str:
+    """The host's MIOpen workaround search: outcome, trials, and which switch fixed which case."""
+    search = h.get("workaround") or {}
+    if not search:
+        return ""
+    fixes = "".join(f"<li><code>{_e(case)}</code>: " + ", ".join(f"<code>{_e(s)}=0</code>" for s in switches)
+                    + "</li>" for case, switches in (search.get("fixes") or {}).items())
+    return (f"<p>workaround search: <b>{_e(search.get('status'))}</b>, {_e(search.get('trials'))} trial(s), "
+            f"{_e(search.get('seconds'))} s, MIOpen {_e(search.get('miopen_release') or '?')}</p>"
+            + (f"<ul>{fixes}</ul>" if fixes else ""))
+
+
 def _card(h: dict[str, Any], ident: int) -> str:
     plan = h.get("plan") or {}
     items = "".join(f"<li>{_e(r)}</li>" for r in plan.get("reasons", []))
@@ -282,6 +294,7 @@ def _card(h: dict[str, Any], ident: int) -> str:
         + f"<p>plan: <b>{_e(plan.get('action', '-'))}</b></p>" + (f"<ul>{items}</ul>" if items else "")
         + f"<p class='muted'>{_e(gpus) or 'no GPU found'}</p>"
         f"<p>before: {_e(versions_text(h.get('before')))}<br>after: {_e(versions_text(h.get('after')))}</p>"
+        + _workaround(h)
         + (f"<p>verification: {_verification_cell(h)}</p>" if h.get("verification") else "")
         + (_failing(bad) if bad else "")
         + (f"<details><summary>all {len(listed)} case(s)</summary>{_case_rows(listed)}</details>" if listed else "")

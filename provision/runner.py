@@ -262,6 +262,12 @@ class PlaybookRun:
             include = res.get("include_args") or {}
             if isinstance(include, dict) and include.get("name"):
                 host.entry = f"{short_role(str(include['name']))}:{include.get('tasks_from') or 'main'}"
+        elif kind == "runner_retry":
+            # A polled long task (the workaround search): show how far it got in the live table.
+            res = data.get("res") or {}
+            note = _poll_note(res)
+            if note:
+                host.task = f"{task}: {note}"
         elif kind == "runner_on_failed" and not data.get("ignore_errors"):
             host.status, host.finished = "failed", now
             host.message = _message(data.get("res") or {})
@@ -364,6 +370,22 @@ def _new_run_dir(stem: str) -> Path:
 
 
 GENERIC_MESSAGES = ("non-zero return code", "One or more items failed", "MODULE FAILURE")
+
+
+def _poll_note(res: dict[str, Any]) -> str:
+    """'trial 12 (solver in direct), 53 s' from a polled task's progress (the last JSON line it printed)."""
+    lines = [ln for ln in str(res.get("stdout") or "").splitlines() if ln.startswith("{")]
+    if not lines:
+        return f"{res.get('attempts', '?')} polls" if res.get("attempts") else ""
+    import json
+
+    try:
+        last = json.loads(lines[-1])
+    except ValueError:
+        return ""
+    if last.get("type") == "workaround-trial":
+        return f"trial {last.get('trial')} ({last.get('purpose')}), {last.get('elapsed_s')} of {last.get('limit_s')} s"
+    return ""
 
 
 def _message(res: dict[str, Any]) -> str:

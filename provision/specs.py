@@ -74,6 +74,7 @@ ALLOWED: dict[str, str] = {
     "sysfs_root": "an absolute path (real hosts: /sys)",
     "verify_profile": "quick or full",
     "verify_venv": "an absolute path of a venv with torch (default: provision_venv)",
+    "verify_search_time_limit": "seconds, an integer from 60 to 14400: the fallback workaround search's budget",
     "repo_username": "a mirror user name: letters, digits and . _ @ + - (with provision_repo_password)",
     "repo_password": "a mirror password: 1 to 256 printable ASCII characters, no spaces (with provision_repo_username;"
                      " keep it in Ansible Vault); only with an https:// mirror",
@@ -237,6 +238,7 @@ class HostSpec(BaseModel):
     verify_profile: Literal["quick", "full"] = "quick"
     verify_venv: AbsPath | None = None
     verify_device: Literal["auto", "cuda", "cpu"] = "auto"
+    verify_search_time_limit: int = Field(default=900, ge=60, le=14400)
     install_driver: StrictishBool = True
     lock_max_age: Annotated[int, BeforeValidator(_seconds)] = Field(default=86400, ge=3600, le=2592000)
     artifact_cache: StrictishBool = True

@@ -62,6 +62,14 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--find-workaround", action="store_true",
                    help="after the run, search MIOpen solver families then single solvers to disable until "
                         "every failing case passes; report a minimal env-var set")
+    p.add_argument("--search-time-limit", type=float, default=900.0, metavar="S",
+                   help="wall-clock budget of --find-workaround in seconds: no new candidate starts after it "
+                        "(default: 900)")
+    p.add_argument("--miopen-release", default="auto", metavar="X.Y",
+                   help="try only switch names this MIOpen release reads (auto: the release torch loaded, "
+                        "else only names every catalogued release reads)")
+    p.add_argument("--progress-file", metavar="FILE",
+                   help="append one JSON line per workaround trial here (followed by the live table)")
     p.add_argument("--no-timing", action="store_true", help="skip the TFLOP/s measurement")
     p.add_argument("--worker-per-case", action="store_true",
                    help="start a fresh worker for every case (slow; for benchmarking isolation)")
@@ -148,7 +156,7 @@ def _run(args: argparse.Namespace, extra_env: dict[str, str], log_dir: Path, arg
                         worker_per_case=args.worker_per_case)
     wa = None
     if args.find_workaround:
-        wa = _find_workaround(run.results, selected, spec, timeout, log_dir)
+        wa = _find_workaround(run.results, selected, spec, timeout, log_dir, args, hello)
     doc = report.build(
         hello=hello, results=run.results, cases=selected, profile=args.profile, device_requested=args.device,
         env=spec.environment(), started_at=started_at, finished_at=_now(), duration_s=time.monotonic() - t0,
@@ -162,23 +170,49 @@ def _run(args: argparse.Namespace, extra_env: dict[str, str], log_dir: Path, arg
     return {"pass": EXIT_PASS, "no-gpu": EXIT_NO_GPU}.get(doc["verdict"], EXIT_FAIL)
 
 
+def _miopen_release(requested: str, hello: dict[str, Any]) -> str | None:
+    if requested != "auto":
+        return workaround.release_key(requested)
+    lib = hello.get("conv_library") or {}
+    return workaround.release_key(lib["version"]) if lib.get("name") == "MIOpen" and lib.get("version") else None
+
+
 def _find_workaround(results: list[dict[str, Any]], selected: list[cases.ConvCase], spec: WorkerSpec,
-                     timeout: float, log_dir: Path) -> dict[str, Any]:
+                     timeout: float, log_dir: Path, args: argparse.Namespace,
+                     hello: dict[str, Any]) -> dict[str, Any]:
     by_name = {c.name: c for c in selected}
     failing = [by_name[r["name"]] for r in results if r["status"] in ("fail", "crash", "timeout", "error")]
     passing = [by_name[r["name"]] for r in results if r["status"] == "pass"]
     if not failing:
         return {"status": "none-needed", "env": {}, "fixes": {}, "unfixed": [], "trials": []}
     counter = [0]
+    # One kernel cache for every trial (compiled kernels do not depend on the switches), outside the users'.
+    cache = log_dir / "miopen-cache"
+    cache.mkdir(parents=True, exist_ok=True)
 
     def runner(run_cases: list[cases.ConvCase], env: dict[str, str]) -> dict[str, str]:
         counter[0] += 1
-        # A throwaway user DB: filtered Find results must not land in the host's FindDb.
+        # A throwaway user DB per trial: filtered Find results must not land in the host's FindDb
+        # (MIOpen debug-log docs), nor leak from one candidate into the next.
         db = log_dir / f"miopen-userdb-{counter[0]}"
         db.mkdir(parents=True, exist_ok=True)
-        cand = WorkerSpec(device=spec.device, env={**spec.env, **env, "MIOPEN_USER_DB_PATH": str(db)},
+        cand = WorkerSpec(device=spec.device, env={**spec.env, **env, "MIOPEN_USER_DB_PATH": str(db),
+                                                   "MIOPEN_CUSTOM_CACHE_DIR": str(cache)},
                           log_dir=log_dir, startup_timeout=spec.startup_timeout, timing=False)
         run = run_suite(run_cases, cand, timeout, retry=False)
         return {r["name"]: r["status"] for r in run.results}
 
-    return workaround.search(failing, runner, regression=passing)
+    started = time.monotonic()
+    release = _miopen_release(args.miopen_release, hello)
+
+    def progress(done: int, purpose: str) -> None:
+        line = {"type": "workaround-trial", "trial": done, "purpose": purpose,
+                "elapsed_s": round(time.monotonic() - started, 1), "limit_s": args.search_time_limit}
+        if args.progress_file:
+            with open(args.progress_file, "a", encoding="utf-8") as fh:
+                fh.write(json.dumps(line) + "\n")
+        if not args.quiet:
+            sys.stderr.write(f"workaround search: trial {done} ({purpose}), {line['elapsed_s']} s\n")
+
+    return workaround.search(failing, runner, regression=passing, deadline=started + args.search_time_limit,
+                             progress=progress, miopen_release=release)

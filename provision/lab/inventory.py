@@ -28,6 +28,15 @@ class InventoryInput:
 
 
 USERS_VERIFY_VENV = "/opt/venvs/lab-verify-cpu"
+# The simulated GPU's cases: one with no faulting solver, one that needs two switches, one that needs three.
+SIM_CASES = "2d-conv-n4c16k32-24x24-r1s1,2d-conv-n4c16k32-24x24-r3s1d1g2,fam-winograd-2d-conv-*-fp32-*"
+
+
+def simulated_gpu_vars() -> str:
+    """Host variables that verify a fallback host on the lab's simulated GPU runtime (installed into its users'
+    venv by provision/lab/playbooks/users_venv.yml): torch 1.13.1+rocm5.2 on the host's simulated GPU, from
+    public facts (provision/data/gpu_runtime.yaml); a few cases keep the workaround search short."""
+    return f"provision_verify_device=auto conv_verify_extra_args='[\"--cases\", \"{SIM_CASES}\"]'"
 
 
 def render(inp: InventoryInput) -> str:
@@ -48,7 +57,8 @@ def render(inp: InventoryInput) -> str:
         line = f"{host.name} ansible_host={host.address} provision_expected_gpus='{expected}'"
         if host.old_venv:
             # A fallback host keeps its users' venv. The lab's torch 1.13 venv is a stand-in that cannot run a
-            # convolution, so the suite runs in a CPU torch venv beside it (`provision demo` creates it).
+            # convolution, so the suite runs in a CPU torch venv beside it (`provision demo` creates it, with
+            # the lab's simulated GPU runtime in it; `simulated_gpu_vars` verifies on that GPU instead).
             line += f" provision_verify_venv={USERS_VERIFY_VENV}"
         out.append(line)
     out += [

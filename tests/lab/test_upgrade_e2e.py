@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from provision.lab.inventory import simulated_gpu_vars
 from tests.lab.conftest import FIRST_ADDRESS, LabHandle
 
 
@@ -47,8 +48,10 @@ def fleet(lab: LabHandle, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
     lab.addresses = {h.name: h.address for h in lab.result.hosts}
     tmp = tmp_path_factory.mktemp("fleet")
     inventory = tmp / "lab.ini"
+    # ws-navi10 verifies on the lab's simulated GPU runtime (the field report's box: crashes, search, verified).
     inventory.write_text(lab.inventory.read_text().replace(
-        "[workstations:vars]", "ws-gone ansible_host=127.0.0.251\n\n[workstations:vars]"))
+        "[workstations:vars]", "ws-gone ansible_host=127.0.0.251\n\n[workstations:vars]").replace(
+        "ws-navi10 ansible_host=", f"ws-navi10 {simulated_gpu_vars()} ansible_host="))
     users_venv(lab.inventory, "ws-navi10")
     yield lab, inventory, tmp / "runs"
 
@@ -81,12 +84,28 @@ def test_mixed_fleet_upgrade(fleet: tuple[LabHandle, Path, Path]) -> None:
         assert host["verification"]["verdict"] in ("pass",), host["verification"]
     assert states["ws-w6800-ubuntu2404-sim"]["before"]["rocm"] == "5.2.0"
     navi = states["ws-navi10"]
-    assert navi["state"] == "fallback-applied" and navi["after"]["rocm"] == "5.2.0"
+    assert navi["state"] == "fallback-applied" and navi["after"]["rocm"] == "5.2.0", navi
+    # The field report's box under the lab's simulated GPU runtime (public facts: torch 1.13.1+rocm5.2 carries no
+    # gfx1010 code; MIOpen#3540's faulting solvers, the seed's Winograd claim): the override is kept, the
+    # starting profile crashed, the search found the narrow switches, and the host verified with them.
+    plan = navi["plan"]
+    assert plan["env_remove"] == [] and plan["search"] and plan["search"]["miopen_release"] == "2.17", plan
+    assert plan["torch"]["source"] == "venv" and plan["torch"]["version"] == "1.13.1+rocm5.2", plan["torch"]
+    assert any("HSA_OVERRIDE_GFX_VERSION=10.3.0 is kept" in r for r in plan["reasons"]), plan["reasons"]
+    found = {"MIOPEN_DEBUG_CONV_GEMM": "0", "MIOPEN_DEBUG_CONV_DIRECT_OCL_WRW2": "0",
+             "MIOPEN_DEBUG_AMD_WINOGRAD_RXS_F3X2": "0"}
+    search = navi["workaround"]
+    assert search["status"] == "found" and search["env"] == found, search
+    assert search["failing_with_starting_profile"] and int(search["trials"]) > 5, search
+    assert navi["verification"]["verdict"] == "pass" and navi["verification"]["simulated"], navi["verification"]
+    assert "workaround search found" in navi["reason"]
     # on the hosts themselves
     assert "rocm-core" in lab.ok("ws-mi210", "dpkg -l rocm-core | tail -1") and \
         "7.0.0" in lab.ok("ws-mi210", "dpkg-query -W -f '${Version}' rocm-core")
     env = lab.ok("ws-navi10", "bash -lc env")
-    assert "MIOPEN_DEBUG_CONV_GEMM=0" in env and "HSA_OVERRIDE_GFX_VERSION" not in env
+    assert all(f"{k}={v}" in env for k, v in found.items()) and "HSA_OVERRIDE_GFX_VERSION=10.3.0" in env
+    units = lab.ok("ws-navi10", "cat /etc/rocm-provision/fallback.env")
+    assert all(f'{k}="{v}"' in units for k, v in found.items()), units
     venv = marker_before["old_venv"]
     assert lab.ok("ws-navi10", f"sha256sum {venv['marker']}").split()[0] == venv["marker_sha256"]
     assert lab.ok("ws-navi10", f"{venv['path']}/bin/pip freeze").split() == venv["pip_freeze"]

@@ -177,8 +177,10 @@ def test_fallback_playbook_on_navi10(roles_lab: RolesLab, tmp_path: Path) -> Non
     _converge_twice(roles_lab, "playbooks/fallback.yml", NAVI10, extravars=extra)
     doc = json.loads((tmp_path / f"{NAVI10}.json").read_text())
     assert doc["verdict"] == "pass"
-    assert doc["env"].get("MIOPEN_DEBUG_CONV_GEMM") == "0" and "HSA_OVERRIDE_GFX_VERSION" not in doc["env"]
-    assert "HSA_OVERRIDE_GFX_VERSION" not in roles_lab.login_env(NAVI10)
+    # The preflight could not tell what this CPU torch carries, and an override the users' torch may need is
+    # never removed on a guess: it stays, in the suite's environment and in a login shell.
+    assert doc["env"].get("MIOPEN_DEBUG_CONV_GEMM") == "0" and doc["env"].get("HSA_OVERRIDE_GFX_VERSION") == "10.3.0"
+    assert roles_lab.login_env(NAVI10).get("HSA_OVERRIDE_GFX_VERSION") == "10.3.0"
     _old_venv_intact(roles_lab, NAVI10)
     # Only hosts planned `fallback` are touched.
     for other in (W6800, MI210):

@@ -59,6 +59,22 @@ def test_identify_seed_box_from_stdin_and_file(tmp_path: Path) -> None:
     assert "fallback" in table.stdout
 
 
+def test_identify_examples_seed_box_keeps_the_override_and_schedules_the_search() -> None:
+    """The field report's box as pasted (examples/seed-box): no venv to read, so the public PyTorch ROCm 5.x
+    wheels' targets are assumed (and said); they carry no gfx1010 code, so the override stays."""
+    box = Path(__file__).parents[2] / "examples" / "seed-box"
+    result = run("gpus", "identify", "--lspci", str(box / "lspci.txt"), "--rocminfo", str(box / "rocminfo.txt"),
+                 "--os-release", str(box / "os-release"), "--json")
+    assert result.returncode == 0, result.stderr
+    plan = json.loads(result.stdout)["plan"]
+    assert plan["action"] == "fallback" and plan["env_remove"] == []
+    assert "HSA_OVERRIDE_GFX_VERSION" not in plan["env"]
+    assert plan["search"] and plan["torch"]["source"] == "assumed"
+    assert plan["torch"]["targets"] == ["gfx900", "gfx906", "gfx908", "gfx90a", "gfx1030"]
+    assert any("assumed public PyTorch ROCm 5.x wheels" in w for w in plan["warnings"])
+    assert any("is kept" in r for r in plan["reasons"])
+
+
 def test_identify_with_os_release(tmp_path: Path) -> None:
     osr = tmp_path / "os-release"
     osr.write_text('PRETTY_NAME="Debian GNU/Linux 12 (bookworm)"\nNAME="Debian GNU/Linux"\nVERSION_ID="12"\n'

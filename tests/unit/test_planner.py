@@ -58,9 +58,45 @@ def test_seed_report_box_is_navi10_under_override_and_falls_back() -> None:
     plan = plan_host(HostSpec(), ident, UBUNTU_2204, RocmState("5.2.0", "amdgpu-install", gathered=True))
     assert plan.action == "fallback"
     assert any("not supported by ROCm 7.0" in r for r in plan.reasons)
-    assert plan.env_remove == ["HSA_OVERRIDE_GFX_VERSION"]
+    # No venv was read (a pasted box): a public PyTorch ROCm 5.x wheel is assumed, which carries no gfx1010
+    # code, so the override is what lets that PyTorch reach the GPU: kept, and the plan says so.
+    assert plan.env_remove == []
+    assert any("HSA_OVERRIDE_GFX_VERSION=10.3.0 is kept" in r and "no gfx1010 code" in r for r in plan.reasons)
+    assert any("assumed public PyTorch ROCm 5.x wheels" in w and "gfx900, gfx906, gfx908, gfx90a, gfx1030" in w
+               for w in plan.warnings)
     assert plan.env["MIOPEN_DEBUG_CONV_GEMM"] == "0"
-    assert "HSA_OVERRIDE_GFX_VERSION" not in plan.env
+    assert "HSA_OVERRIDE_GFX_VERSION" not in plan.env  # the profile does not set it; the host's own file keeps it
+    assert plan.search is not None and plan.search["miopen_release"] == "2.17"
+    assert "search (if needed)" in plan.steps
+
+
+def test_override_removed_only_when_the_venv_does_not_need_it() -> None:
+    """A torch build read from the venv that carries gfx1010 code itself: the generation-crossing override goes."""
+    from provision.torchbuild import TorchBuild
+
+    ident = identify(lspci=lspci("731f"), rocminfo=rocminfo("gfx1030", "731f"))
+    rocm = RocmState("5.2.0", "amdgpu-install", {"HSA_OVERRIDE_GFX_VERSION": "10.3.0"}, gathered=True)
+    own = TorchBuild("2.1.0+custom", ("gfx1010", "gfx1030"), "venv", "/home/u/venv", note="read from /home/u/venv")
+    plan = plan_host(HostSpec(), ident, UBUNTU_2204, rocm, own)
+    assert plan.action == "fallback" and plan.env_remove == ["HSA_OVERRIDE_GFX_VERSION"]
+    assert any("carries gfx1010 code itself" in r for r in plan.reasons)
+    # the same box whose venv holds the public 1.13.1+rocm5.2 wheel (read on the host): kept
+    public = TorchBuild("1.13.1+rocm5.2", ("gfx1030", "gfx900", "gfx906", "gfx908", "gfx90a"), "venv", "/v")
+    plan = plan_host(HostSpec(), ident, UBUNTU_2204, rocm, public)
+    assert plan.env_remove == [] and plan.torch and plan.torch["miopen_release"] == "2.17"
+    # a venv whose targets are unknown: the override is kept, with the reason
+    unknown = TorchBuild("2.0.0+weird", None, "dist-info", "/v", note="unknown")
+    plan = plan_host(HostSpec(), ident, UBUNTU_2204, rocm, unknown)
+    assert plan.env_remove == [] and any("is not known" in r for r in plan.reasons)
+
+
+def test_no_profile_name_outside_the_hosts_miopen_release() -> None:
+    """A name MIOpen 2.17 (ROCm 5.2) does not read never reaches a ROCm 5.2 host's profile."""
+    ident = identify(lspci=lspci("731f"), rocminfo=rocminfo("gfx1030", "731f"))
+    spec = HostSpec(fallback_env={"MIOPEN_DEBUG_CONV_CK_IGEMM_FWD_V6R1_DLOPS_NCHW": "0"})
+    plan = plan_host(spec, ident, UBUNTU_2204, RocmState("5.2.0", "apt", gathered=True))
+    assert "MIOPEN_DEBUG_CONV_CK_IGEMM_FWD_V6R1_DLOPS_NCHW" not in plan.env
+    assert any("not read by MIOpen 2.17" in w for w in plan.warnings)
 
 
 def test_navi10_forced_upgrade_is_blocked() -> None:

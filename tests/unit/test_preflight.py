@@ -55,7 +55,30 @@ def test_navi10_with_rocm52_and_override_in_profile(tmp_path: Path) -> None:
     assert result["gpus"][0]["gfx"] == "gfx1010"
     assert result["rocm"]["version"] == "5.2.0" and result["rocm"]["install_method"] == "amdgpu-install"
     assert result["plan"]["action"] == "fallback"
-    assert result["plan"]["env_remove"] == ["HSA_OVERRIDE_GFX_VERSION"]
+    # no venv was read: the public ROCm 5.x wheels' targets are assumed, and they need the override
+    assert result["plan"]["env_remove"] == []
+    assert result["plan"]["torch"]["source"] == "assumed"
+
+
+def test_the_users_venv_decides_the_override(tmp_path: Path) -> None:
+    """What rocm_venv_torch read (torch 1.13.1+rocm5.2, no gfx1010 code) keeps the override; the report says why."""
+    simulated_sysfs(tmp_path, "731f", 100100)
+    override = [{"file": "/etc/profile.d/rocm.sh", "line": 1, "name": "HSA_OVERRIDE_GFX_VERSION", "value": "10.3.0"}]
+    probe = {"path": "/home/r/venvs/torch113", "version": "1.13.1+rocm5.2", "hip": "5.2.21151-afdc89f8",
+             "arch_list": ["gfx1030", "gfx900", "gfx906", "gfx908", "gfx90a"],
+             "arch_source": "torch._C._cuda_getArchFlags()",
+             "run_as": "r", "owner": "r"}
+    raw = raw_facts(tmp_path, packages={"rocm-core": "5.2.0.50200-65"}, env_overrides=override, venv_torch=probe)
+    plan = evaluate(raw, spec_from_vars("ws1", {}))["plan"]
+    assert plan["action"] == "fallback" and plan["env_remove"] == []
+    assert plan["torch"]["source"] == "venv" and plan["torch"]["path"] == "/home/r/venvs/torch113"
+    assert any("is kept" in r and "torch 1.13.1+rocm5.2 carries no gfx1010 code" in r for r in plan["reasons"])
+    # the probe could not run torch, but the dist-info names the version: the public wheel's targets are assumed
+    broken = {"path": "/v", "dist_version": "1.13.1+rocm5.2", "error": "AttributeError: no _C"}
+    raw = raw_facts(tmp_path, packages={"rocm-core": "5.2.0.50200-65"}, env_overrides=override, venv_torch=broken)
+    plan = evaluate(raw, spec_from_vars("ws1", {}))["plan"]
+    assert plan["env_remove"] == [] and plan["torch"]["source"] == "dist-info"
+    assert any("AttributeError" in w for w in plan["warnings"])
 
 
 def test_w6800_upgrade_blocked_by_disk(tmp_path: Path) -> None:

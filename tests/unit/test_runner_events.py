@@ -117,3 +117,19 @@ def test_each_host_is_timed_by_its_own_tasks_not_the_whole_run(tmp_path: Path, m
     assert busy.own_duration <= busy.span + 0.01
     # the same seconds, per phase, for the report's cards
     assert abs(sum(p["busy_s"] for p in busy.phase_records()) - busy.own_duration) < 0.05
+
+
+def test_the_workaround_search_shows_its_latest_trial(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The polled follow task's retry events carry the search's progress line; the live table shows it, and a
+    failure of the search's tasks counts as the fallback phase."""
+    run = _run(tmp_path, monkeypatch)
+    task = "Follow the workaround search"
+    run._event(_ev("runner_on_start", task, role="fallback_profile"))
+    line = ('{"type": "workaround-trial", "trial": 7, "purpose": "solver in direct", "elapsed_s": 31.5, '
+            '"limit_s": 900}')
+    run._event(_ev("runner_retry", task, role="fallback_profile", res={"stdout": line + "\n", "attempts": 7}))
+    host = run.hosts["ws1"]
+    assert host.task == f"{task}: trial 7 (solver in direct), 31.5 of 900 s" and host.phase == "fallback"
+    run._event(_ev("runner_on_failed", "Fail with the evidence and the options", role="fallback_profile",
+                   res={"msg": "no MIOpen switch set made every convolution pass on ws1"}))
+    assert host.status == "failed" and host.phase == "fallback" and "no MIOpen switch set" in host.message

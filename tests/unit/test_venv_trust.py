@@ -18,7 +18,9 @@ MODULE = REPO / "plugins" / "modules" / "rocm_venv_trust.py"
 def trust(tmp: Path, venv: Path, **args: Any) -> dict[str, Any]:
     argfile = tmp / "args.json"
     argfile.write_text(json.dumps({"ANSIBLE_MODULE_ARGS": {"path": str(venv), **args}}))
-    done = subprocess.run([sys.executable, str(MODULE), str(argfile)], capture_output=True, text=True, check=False)
+    env = dict(os.environ, PYTHONPATH=str(REPO / "collections"))  # its module_utils, as the collection ships them
+    done = subprocess.run([sys.executable, str(MODULE), str(argfile)], capture_output=True, text=True, check=False,
+                          env=env)
     return json.loads(done.stdout)
 
 

@@ -11,7 +11,7 @@ from types import ModuleType
 
 from provision import torchbuild
 
-MODULE = Path(__file__).parents[2] / "roles" / "rocm_preflight" / "library" / "rocm_venv_torch.py"
+MODULE = Path(__file__).parents[2] / "plugins" / "modules" / "rocm_venv_torch.py"
 
 
 def _module() -> ModuleType:

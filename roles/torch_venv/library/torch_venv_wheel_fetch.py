@@ -392,17 +392,18 @@ def run_pip(argv: list[str], env: dict[str, str], progress_file: str | None, des
 
 
 PIP_ERROR = re.compile(r"^ERROR: (.*)$")
-PIP_TIMEOUT = re.compile(r"(?i)timed? ?out|ReadTimeoutError|ConnectTimeoutError")
+# pip -vv: an index page it could not read ("timed out", "404 Client Error ...", "connection error: ...")
+PIP_FETCH_FAILED = re.compile(r"Could not fetch URL (\S+?):? (.*?) - skipping")
 
 
 def pip_reason(output: str, pypi: str) -> str:
-    """pip's first ERROR line, with what it tried of the index when it hit timeouts, as one line."""
+    """pip's first ERROR line, plus the first index page it could not read, as one line."""
     lines = output.strip().splitlines()
     errors = [m.group(1).strip() for m in (PIP_ERROR.match(line) for line in lines) if m]
     first = errors[0] if errors else (lines[-1].strip() if lines else "no output")
-    hung = any(PIP_TIMEOUT.search(line) for line in lines)
-    return (f"resolving the pinned wheels' dependencies from {pypi} failed: {first}"
-            + ("; the index did not answer in time (timeouts)" if hung else ""))
+    failed = [m for m in (PIP_FETCH_FAILED.search(line) for line in lines) if m]
+    where = f" ({failed[0].group(1)}: {failed[0].group(2).strip()})" if failed else ""
+    return f"resolving the pinned wheels' dependencies from {pypi} failed: {first}{where}"
 
 
 def fetch(spec: dict[str, Any], root: str, timeout: int, check: bool, netrc: str, http: Http,
@@ -448,7 +449,7 @@ def fetch(spec: dict[str, Any], root: str, timeout: int, check: bool, netrc: str
             argv += ["--platform", platform]
         argv += ["--python-version", str(spec["python_version"]), "--implementation", "cp",
                  "--index-url", pypi, "--find-links", partial, "--progress-bar", "off", "--timeout", str(timeout),
-                 "--retries", str(retries), "--disable-pip-version-check", "--no-input", "--dest", partial,
+                 "--retries", str(retries), "--disable-pip-version-check", "--no-input", "-vv", "--dest", partial,
                  "-r", requirements]
         env = dict(os.environ, PIP_CONFIG_FILE=os.devnull, NETRC=netrc)
         for var in ("PIP_FIND_LINKS", "PIP_INDEX_URL", "PIP_EXTRA_INDEX_URL", "PIP_NO_INDEX"):

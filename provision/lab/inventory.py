@@ -74,8 +74,8 @@ def render(inp: InventoryInput) -> str:
         f"provision_key_fingerprint={inp.key_fingerprint}",
         f"provision_wheel_index_url={inp.base_url}/{WHEEL_DIR}/",
         "# ... a directory listing of exactly the pins' four files (AMD's names, versions and linux_x86_64 tag) with",
-        f"# the lab's Python tag cp{LAB_PYTHON.replace('.', '')}: the hosts' Debian 12 userland has Python {LAB_PYTHON}, "
-        "and no Python 3.12",
+        f"# the lab's Python tag cp{LAB_PYTHON.replace('.', '')}: the hosts' Debian 12 userland has Python "
+        f"{LAB_PYTHON}, and no Python 3.12",
         "# (a real Debian 12 host takes provision_python_source=standalone). torch there is the CPU build re-packaged",
         "# under AMD's name and version, so torch.version.hip is None and the HIP check is off:",
         f"provision_torch_python={LAB_PYTHON}",

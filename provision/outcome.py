@@ -98,6 +98,23 @@ def _converged(state: str, reason: str, converged: dict[str, Any] | None,
             "(`provision upgrade --reverify` runs the full path again)"), verification
 
 
+def _wheel_set(staged: dict[str, Any] | None) -> dict[str, Any] | None:
+    """What the stage fetched for a host: where from, every file with its sha256, and a lab's Python-tag note."""
+    if not staged:
+        return None
+    files = staged.get("files") or []
+    return {
+        "key": staged.get("key"),
+        "index_url": staged.get("index_url"),
+        "pypi_index_url": staged.get("pypi_index_url"),
+        "python_version": staged.get("python_version"),
+        "python_tag_note": staged.get("python_tag_note") or "",
+        "pinned": sum(1 for f in files if f.get("source") == "pin"),
+        "dependencies": sum(1 for f in files if f.get("source") != "pin"),
+        "files": [{k: f.get(k) for k in ("file", "sha256", "size", "source")} for f in files],
+    }
+
+
 def build(command: str, run: RunResult, inventory: Path, started: datetime, finished: datetime, *,
           check_mode: bool = False) -> dict[str, Any]:
     stats = run.stats or {}
@@ -105,6 +122,7 @@ def build(command: str, run: RunResult, inventory: Path, started: datetime, fini
     after_all: dict[str, Any] = stats.get("provision_after") or {}
     verify_all: dict[str, Any] = stats.get("provision_verify") or {}
     converged_all: dict[str, Any] = stats.get("provision_converged") or {}
+    wheel_sets: dict[str, Any] = stats.get("provision_wheel_sets") or {}
     hosts = []
     for name in sorted(run.hosts):
         progress = run.hosts[name]
@@ -128,6 +146,8 @@ def build(command: str, run: RunResult, inventory: Path, started: datetime, fini
             "converged": name in converged_all and state in ("done", "fallback-applied", "planned"),
             "duration_s": round(progress.elapsed, 1),
             "verification": verification,
+            "python": (preflight or {}).get("python"),
+            "wheel_set": _wheel_set(wheel_sets.get(name)),
         })
     return {
         "schema_version": SCHEMA_VERSION,

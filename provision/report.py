@@ -118,6 +118,23 @@ def _versions(side: dict[str, Any] | None) -> str:
     return ", ".join(f"{k} {v}" for k, v in side.items() if v) or "-"
 
 
+def _wheel_notes(h: dict[str, Any]) -> list[str]:
+    """The venv's Python source and the staged wheel set (sha256 of every file in report.json)."""
+    notes = []
+    python = h.get("python") or {}
+    if python.get("source") and not python.get("problem"):
+        notes.append(f"Python {python.get('version')}: {python.get('source')}"
+                     + (f" ({python['note']})" if python.get("note") else ""))
+    wheels = h.get("wheel_set") or {}
+    if wheels:
+        notes.append(f"wheel set for Python {wheels.get('python_version')}: {wheels.get('pinned')} pinned file(s) "
+                     f"from {wheels.get('index_url')}, {wheels.get('dependencies')} dependencies from "
+                     f"{wheels.get('pypi_index_url')}, sha256 of each in report.json")
+        if wheels.get("python_tag_note"):
+            notes.append(f"lab: {wheels['python_tag_note']}")
+    return notes
+
+
 def markdown(report: dict[str, Any]) -> str:
     run = report["run"]
     lines = [
@@ -161,6 +178,8 @@ def markdown(report: dict[str, Any]) -> str:
             lines.append("- env set: " + ", ".join(f"`{k}={v}`" for k, v in plan["env"].items()))
         if plan.get("env_remove"):
             lines.append("- env removed: " + ", ".join(f"`{k}`" for k in plan["env_remove"]))
+        for note in _wheel_notes(h):
+            lines.append(f"- {note}")
         bad = [c for c in ((h.get("verification") or {}).get("cases") or []) if c["status"] not in ("pass", "skipped")]
         for c in bad[:20]:
             lines.append(f"- verification {c['status']}: `{c['name']}` {c.get('error') or ''}")
@@ -195,6 +214,7 @@ def _card(h: dict[str, Any]) -> str:
     plan = h.get("plan") or {}
     items = "".join(f"<li>{_e(r)}</li>" for r in plan.get("reasons", []))
     items += "".join(f"<li class='muted'>⚠ {_e(w)}</li>" for w in plan.get("warnings", []))
+    items += "".join(f"<li class='muted'>{_e(n)}</li>" for n in _wheel_notes(h))
     gpus = "<br>".join(
         f"{_e(g.get('pci_id') or '?')} {_e(g.get('name'))} "
         f"({_e(g.get('gfx') or g.get('gfx_runtime'))}, {_e(g.get('role'))})"

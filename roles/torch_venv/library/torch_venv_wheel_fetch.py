@@ -415,8 +415,9 @@ def fetch(spec: dict[str, Any], root: str, timeout: int, check: bool, netrc: str
     note = ""
     if pins_python != str(spec["python_version"]):
         tag = python_tag(str(spec["python_version"]))
-        note = (f"the pinned files' Python tag {python_tag(pins_python)} was replaced by {tag}"
-                f" (the set is for Python {spec['python_version']}); names, versions and platform tags are the pins'")
+        note = (f"the pinned files' Python tag {python_tag(pins_python)} was replaced by {tag}: the set is for "
+                f"Python {spec['python_version']} (provision_torch_python), while AMD's files need Python "
+                f"{pins_python}; names, versions, platform tags and the staging path are the pins'")
     if files is not None:
         return {"ok": True, "dir": directory, "files": files, "downloaded": False, "error": "", "python_tag_note": note}
     if check:

@@ -111,6 +111,23 @@ def _converged(state: str, reason: str, converged: dict[str, Any] | None,
             "(`provision upgrade --reverify` runs the full path again)"), verification
 
 
+def _wheel_set(staged: dict[str, Any] | None) -> dict[str, Any] | None:
+    """What the stage fetched for a host: where from, every file with its sha256, and a lab's Python-tag note."""
+    if not staged:
+        return None
+    files = staged.get("files") or []
+    return {
+        "key": staged.get("key"),
+        "index_url": staged.get("index_url"),
+        "pypi_index_url": staged.get("pypi_index_url"),
+        "python_version": staged.get("python_version"),
+        "python_tag_note": staged.get("python_tag_note") or "",
+        "pinned": sum(1 for f in files if f.get("source") == "pin"),
+        "dependencies": sum(1 for f in files if f.get("source") != "pin"),
+        "files": [{k: f.get(k) for k in ("file", "sha256", "size", "source")} for f in files],
+    }
+
+
 def build(command: str, run: RunResult, inventory: Path, started: datetime, finished: datetime, *,
           check_mode: bool = False) -> dict[str, Any]:
     stats = run.stats or {}
@@ -119,6 +136,7 @@ def build(command: str, run: RunResult, inventory: Path, started: datetime, fini
     verify_all: dict[str, Any] = stats.get("provision_verify") or {}
     converged_all: dict[str, Any] = stats.get("provision_converged") or {}
     reboot_all: dict[str, Any] = stats.get("provision_reboot_pending") or {}
+    wheel_sets: dict[str, Any] = stats.get("provision_wheel_sets") or {}
     hosts = []
     for name in sorted(run.hosts):
         progress = run.hosts[name]
@@ -149,6 +167,8 @@ def build(command: str, run: RunResult, inventory: Path, started: datetime, fini
             "reboot_pending": bool(reboot_all.get(name)),
             "verification": verification,
             "workaround": search,
+            "python": (preflight or {}).get("python"),
+            "wheel_set": _wheel_set(wheel_sets.get(name)),
         })
     return {
         "schema_version": SCHEMA_VERSION,

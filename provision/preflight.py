@@ -12,6 +12,7 @@ from provision import torchbuild
 from provision.identify import KfdNode, PciDevice, identify, norm_slot, parse_kfd_properties
 from provision.osfacts import os_facts_from_text
 from provision.planner import RocmState, plan_host
+from provision.pythonsource import decide as decide_python
 from provision.specs import HostSpec
 
 SCHEMA_VERSION = 1
@@ -159,6 +160,9 @@ def evaluate(raw: dict[str, Any], spec: HostSpec, min_free_gib: dict[str, float]
     rocm = rocm_state(raw)
     plan = plan_host(spec, ident, os_facts, rocm, torchbuild.from_probe(raw.get("venv_torch")))
     problems, warnings = checks(raw, spec, min_free_gib or {}, plan.action in ("upgrade", "upgrade-with-override"))
+    python = decide_python(os_facts.key if os_facts else None, raw.get("python"), spec)
+    if plan.action in ("upgrade", "upgrade-with-override") and python.problem:
+        problems.append(python.problem)
     if plan.action in ("upgrade", "upgrade-with-override") and problems:
         plan.action = "blocked"
         plan.reasons = [*problems, *plan.reasons]
@@ -178,4 +182,5 @@ def evaluate(raw: dict[str, Any], spec: HostSpec, min_free_gib: dict[str, float]
             "dkms_amdgpu": raw.get("dkms_amdgpu") or [],
         },
         "plan": plan.to_dict(),
+        "python": python.to_dict(),
     }

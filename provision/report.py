@@ -234,6 +234,21 @@ def _md(value: Any) -> str:
     """Text from hosts made safe in a Markdown table cell or line: no pipes, HTML or line breaks of its own."""
     text = " ".join(str("" if value is None else value).split())
     return html.escape(text, quote=False).replace("|", "\\|")
+def wheel_notes(h: dict[str, Any]) -> list[str]:
+    """The venv's Python source and the staged wheel set (sha256 of every file in report.json)."""
+    notes = []
+    python = h.get("python") or {}
+    if python.get("source") and not python.get("problem"):
+        notes.append(f"Python {python.get('version')}: {python.get('source')}"
+                     + (f" ({python['note']})" if python.get("note") else ""))
+    wheels = h.get("wheel_set") or {}
+    if wheels:
+        notes.append(f"wheel set for Python {wheels.get('python_version')}: {wheels.get('pinned')} pinned file(s) "
+                     f"from {wheels.get('index_url')}, {wheels.get('dependencies')} dependencies from "
+                     f"{wheels.get('pypi_index_url')}, sha256 of each in report.json")
+        if wheels.get("python_tag_note"):
+            notes.append(f"lab: {wheels['python_tag_note']}")
+    return notes
 
 
 def markdown(report: dict[str, Any]) -> str:
@@ -280,6 +295,8 @@ def markdown(report: dict[str, Any]) -> str:
             lines.append("- env set: " + ", ".join(f"`{_md(k)}={_md(v)}`" for k, v in plan["env"].items()))
         if plan.get("env_remove"):
             lines.append("- env removed: " + ", ".join(f"`{_md(k)}`" for k in plan["env_remove"]))
+        for note in wheel_notes(h):
+            lines.append(f"- {_md(note)}")
         lines.append(f"- before: {_md(versions_text(h.get('before')))}; after: {_md(versions_text(h.get('after')))}")
         lines.append(f"- own time {duration_text(h.get('duration_s'))} (first task to last: "
                      f"{duration_text(h.get('span_s', h.get('duration_s')))}), {h.get('changed', 0)} changed")

@@ -53,7 +53,15 @@ ALLOWED: dict[str, str] = {
     "repo_base_url": "an http(s) URL without credentials, e.g. https://repo.radeon.com",
     "key_url": "an http(s) URL without credentials",
     "key_fingerprint": "a 40-hex-digit OpenPGP fingerprint",
-    "wheel_index_url": "an http(s) URL of a wheel directory or PEP 503 index",
+    "wheel_index_url": "an http(s) URL of a wheel directory listing (AMD's layout, e.g."
+                       " https://repo.radeon.com/rocm/manylinux/rocm-rel-7.0/)",
+    "pypi_index_url": "an http(s) URL of a PEP 503 simple index for the wheels' dependencies"
+                      " (default https://pypi.org/simple/)",
+    "python_source": "auto (by OS: Ubuntu 24.04 system, Ubuntu 22.04 deadsnakes, Debian 12 none), system,"
+                     " deadsnakes (Ubuntu only) or standalone (the pinned python-build-standalone CPython)",
+    "python_standalone_url": "an http(s) URL of the python-build-standalone release directory or its mirror"
+                             " (default https://github.com/astral-sh/python-build-standalone/releases/download)",
+    "torch_python": "the Python X.Y the wheel set is for, e.g. 3.12 (default: the pins' 3.12)",
     "torch_packages": "a list of {name, version} mappings (optional sha256, file)",
     "sysfs_root": "an absolute path (real hosts: /sys)",
     "verify_profile": "quick or full",
@@ -186,6 +194,10 @@ class HostSpec(BaseModel):
     key_url: Url = Field(default_factory=lambda: pins.repo()["key_url"])
     key_fingerprint: str = Field(default_factory=lambda: pins.repo()["key_fingerprint"])
     wheel_index_url: Url = Field(default_factory=lambda: pins.torch()["index_url"])
+    pypi_index_url: Url = Field(default_factory=lambda: pins.torch()["pypi_index_url"])
+    python_source: Literal["auto", "system", "deadsnakes", "standalone"] = "auto"
+    python_standalone_url: Url | None = None
+    torch_python: Annotated[str, Field(pattern=r"^3\.\d{1,2}$")] | None = None
     torch_packages: list[TorchPackage] = Field(default_factory=_default_packages)
     sysfs_root: AbsPath = "/sys"
     verify_profile: Literal["quick", "full"] = "quick"
@@ -199,7 +211,7 @@ class HostSpec(BaseModel):
     repo_username: str | None = None
     repo_password: SecretStr | None = None
 
-    @field_validator("mode", "verify_profile", "verify_device", mode="before")
+    @field_validator("mode", "verify_profile", "verify_device", "python_source", mode="before")
     @classmethod
     def _mode(cls, v: Any) -> Any:
         return v.strip().lower() if isinstance(v, str) else v
@@ -210,6 +222,11 @@ class HostSpec(BaseModel):
         if v in _FORBIDDEN_EXACT or any(v == p.rstrip("/") or v.startswith(p) for p in _FORBIDDEN_PREFIXES):
             raise ValueError("is a system or ROCm-owned directory; a venv there could be deleted or break the OS")
         return v
+
+    @field_validator("torch_python", mode="before")
+    @classmethod
+    def _torch_python(cls, v: Any) -> Any:
+        return str(v) if isinstance(v, float) else v  # YAML reads 3.12 as a number
 
     @field_validator("python")
     @classmethod

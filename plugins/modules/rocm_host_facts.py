@@ -32,6 +32,15 @@ options:
         Whether apt can install it (a candidate in the host's apt lists) is reported.
     type: str
     default: linux-headers-{kernel}
+  python:
+    description:
+      - What the Python decision needs (provision/pythonsource.py). C(candidates) are interpreters (commands or
+        paths) whose X.Y is reported; C(version) is the X.Y the venv needs; C(deadsnakes_url) is probed (its
+        C(dists/<codename>/Release)) on Ubuntu when no candidate is that version; C(standalone_url) (the pinned
+        tarball) is probed when C(standalone_bin) is not that version. Probes are HTTP HEAD requests from the host
+        with a 10 s timeout.
+    type: dict
+    default: {}
 author: rocm-provision
 notes:
   - Read-only; supports check mode. The controller-side half, the plan, is the
@@ -78,6 +87,8 @@ import json
 import os
 import pwd
 import re
+import urllib.error
+import urllib.request
 
 from ansible.module_utils.basic import AnsibleModule
 
@@ -244,6 +255,48 @@ def rocm_dirs():
     return {"dirs": versions, "opt_rocm_link": link}
 
 
+def python_version(module, candidate):
+    """{path, version} of an interpreter (command or path), or None when it does not run."""
+    path = candidate if candidate.startswith("/") else module.get_bin_path(candidate)
+    if not path or not os.access(path, os.X_OK):
+        return None
+    rc, out, _err = module.run_command([path, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"])
+    return {"path": os.path.realpath(path), "version": out.strip()} if rc == 0 else None
+
+
+def reach(url, timeout=10):
+    """Whether an HTTP HEAD of `url` answers 2xx/3xx from this host: {url, ok, error}."""
+    request = urllib.request.Request(url, method="HEAD", headers={"User-Agent": "rocm-provision"})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as answer:
+            return {"url": url, "ok": True, "error": "", "status": answer.status}
+    except urllib.error.HTTPError as exc:
+        return {"url": url, "ok": False, "error": f"HTTP {exc.code} {exc.reason}"}
+    except (TimeoutError, urllib.error.URLError, OSError, ValueError) as exc:
+        reason = getattr(exc, "reason", exc)
+        return {"url": url, "ok": False, "error": f"{reason}"}
+
+
+def python_facts(module, wanted):
+    if not wanted:
+        return None
+    version = str(wanted.get("version") or "")
+    found = {c: python_version(module, c) for c in wanted.get("candidates") or []}
+    has = any(v and v["version"] == version for v in found.values())
+    out = {"version": version, "interpreters": found, "apt_candidate": apt_candidate(module, f"python{version}"),
+           "deadsnakes": None, "standalone": None}
+    os_release = read("/etc/os-release") or ""
+    ids = dict(re.findall(r'^([A-Z_]+)="?([^"\n]*)"?$', os_release, re.MULTILINE))
+    if wanted.get("deadsnakes_url") and not has and ids.get("ID") == "ubuntu" and ids.get("VERSION_CODENAME"):
+        out["deadsnakes"] = reach(f"{wanted['deadsnakes_url'].rstrip('/')}/dists/{ids['VERSION_CODENAME']}/Release")
+    standalone_bin = wanted.get("standalone_bin")
+    if standalone_bin:
+        found[standalone_bin] = python_version(module, standalone_bin)
+    if wanted.get("standalone_url") and (found.get(standalone_bin) or {}).get("version") != version:
+        out["standalone"] = reach(wanted["standalone_url"])
+    return out
+
+
 def main():
     module = AnsibleModule(
         argument_spec={
@@ -251,6 +304,7 @@ def main():
             "paths": {"type": "list", "elements": "path", "default": ["/opt"]},
             "users": {"type": "list", "elements": "str", "default": []},
             "kernel_headers_package": {"type": "str", "default": "linux-headers-{kernel}"},
+            "python": {"type": "dict", "default": {}},
         },
         supports_check_mode=True,
     )
@@ -279,6 +333,7 @@ def main():
         "dkms_amdgpu": sorted(os.path.basename(p) for p in glob.glob("/var/lib/dkms/amdgpu/*")),
         "free_space": free_space(module.params["paths"]),
         "user_groups": user_groups(module.params["users"]),
+        "python": python_facts(module, module.params["python"]),
     }
     json.dumps(facts)  # fail here, not in the controller, if something is not serialisable
     module.exit_json(changed=False, rocm_host=facts)

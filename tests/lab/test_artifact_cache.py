@@ -23,6 +23,7 @@ from pathlib import Path
 
 import pytest
 
+from provision import pins
 from provision.lab.lab import Lab
 from tests.lab.conftest import REPO, LabShell, fresh_fleet
 
@@ -78,13 +79,13 @@ def cache_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CacheLab]:
         Path(os.environ.get("PROVISION_ARTIFACT_LAB_DIR") or REPO / ".lab" / "artifact-cache").resolve(), HOSTS,
         "artifact-cache fleet")
     tmp = tmp_path_factory.mktemp("artifact-cache")
-    # The lab pins its CPU torch wheel's real sha256, as a fleet pins AMD's.
+    # The lab pins its torch wheel's real sha256 (the re-packaged one it serves), as a fleet pins AMD's.
     wheels = lab.paths.mirror / WHEEL_DIR
     torch = next(wheels.glob("torch-*.whl"))
-    version = torch.name.split("-")[1]
-    pinned = json.dumps([{"name": "torch", "version": version, "sha256": sha256(torch)}])
-    text = re.sub(r"(?m)^provision_torch_packages=.*$", f"provision_torch_packages={pinned}",
-                  result.inventory.read_text())
+    pinned = json.dumps([dict(p, sha256=sha256(torch)) if p["name"] == "torch" else p
+                         for p in pins.torch()["packages"]])
+    # the inventory ends with its [workstations:vars] section
+    text = result.inventory.read_text().rstrip("\n") + f"\nprovision_torch_packages={pinned}\n"
     inventory = tmp / "lab.ini"
     inventory.write_text(text)
     handle = CacheLab(lab, {h.name: h.address for h in result.hosts}, inventory, result.base_url, tmp)

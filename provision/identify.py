@@ -43,6 +43,7 @@ class KfdNode:
     vendor_id: int
     device_id: int
     location_id: int | None = None
+    unique_id: int = 0  # KFD `unique_id`; 0 where the GPU has none (the runtime then shows "GPU-XX")
 
 
 @dataclass(frozen=True)
@@ -53,6 +54,7 @@ class Agent:
     marketing_name: str | None = None
     chip_id: str | None = None  # PCI device id, 4 hex digits
     source: str = "rocminfo"
+    uuid: str | None = None  # "GPU-<16 hex>" when the GPU has a unique id; None for rocminfo's "GPU-XX"
 
 
 _LSPCI_RE = re.compile(
@@ -164,6 +166,7 @@ def parse_kfd_properties(text: str, node: int = 0) -> KfdNode | None:
         vendor_id=props.get("vendor_id", 0),
         device_id=props.get("device_id", 0),
         location_id=props.get("location_id"),
+        unique_id=max(props.get("unique_id", 0), 0),
     )
 
 
@@ -180,6 +183,14 @@ def read_kfd(root: Path) -> list[KfdNode]:
         if parsed:
             nodes.append(parsed)
     return nodes
+
+
+_UUID_RE = re.compile(r"gpu-[0-9a-f]{16}")
+
+
+def uuid_from_unique_id(unique_id: int) -> str | None:
+    """KFD `unique_id` -> the runtime's agent UUID ("GPU-" and 16 hex digits, as rocminfo prints it)."""
+    return f"GPU-{unique_id:016x}" if 0 < unique_id < 2**64 else None
 
 
 _FIELD_RE = re.compile(r"^\s*(?P<key>[A-Za-z][A-Za-z0-9 ()#_-]*?):\s*(?P<value>.*?)\s*$")
@@ -231,7 +242,9 @@ def parse_rocminfo(text: str) -> list[Agent]:
             chip_id = hex_match.group(1).lower().rjust(4, "0")
         elif dec_match:
             chip_id = f"{int(dec_match.group(1)):04x}"
-        agents.append(Agent(name=name, marketing_name=block.get("Marketing Name") or None, chip_id=chip_id))
+        uuid = block.get("Uuid", "").strip().lower()
+        agents.append(Agent(name=name, marketing_name=block.get("Marketing Name") or None, chip_id=chip_id,
+                            uuid=f"GPU-{uuid[4:]}" if _UUID_RE.fullmatch(uuid) else None))
     return agents
 
 
@@ -277,6 +290,7 @@ class Gpu:
     rocm70: str | None = None
     supported_os: list[str] = field(default_factory=list)
     override_gfx_version: str | None = None  # catalog's same-family override, if any
+    uuid: str | None = None  # the runtime's agent UUID (ROCR_VISIBLE_DEVICES accepts it); None when it has none
     evidence: list[str] = field(default_factory=list)
     diagnosis: list[str] = field(default_factory=list)
 
@@ -437,6 +451,7 @@ def identify(
             if gpu.gfx and gpu.gfx != kfd_gfx:
                 gpu.diagnosis.append(f"KFD reports {kfd_gfx} for {pci_id} but the catalog says {gpu.gfx}")
             gpu.gfx = gpu.gfx or kfd_gfx
+            gpu.uuid = gpu.uuid or uuid_from_unique_id(node.unique_id)
 
     runtime_agents = (parse_rocminfo(rocminfo) if rocminfo is not None else []) or (
         parse_agent_enumerator(agents) if agents is not None else []
@@ -465,6 +480,7 @@ def _attach_agents(gpus: list[Gpu], by_id: dict[str, list[Gpu]], agents: list[Ag
             unmatched.append(agent)
             continue
         target.gfx_runtime = agent.name or None
+        target.uuid = target.uuid or agent.uuid
         target.evidence.append(agent.source)
     # Agents without a Chip ID: pair them in order with AMD GPUs that have no runtime name yet.
     open_gpus = [g for g in gpus if g.role != "non-amd" and g.gfx_runtime is None]
@@ -474,9 +490,11 @@ def _attach_agents(gpus: list[Gpu], by_id: dict[str, list[Gpu]], agents: list[Ag
         if open_gpus and (len(open_gpus) == 1 or _same_kind(open_gpus[0], agent, cat)):
             gpu = open_gpus.pop(0)
             gpu.gfx_runtime = agent.name
+            gpu.uuid = gpu.uuid or agent.uuid
             gpu.evidence.append(agent.source)
         else:
             gpu = _gpu_from_gfx(agent.name, agent.marketing_name, cat)
+            gpu.uuid = agent.uuid
             gpu.evidence.append(agent.source)
             gpus.append(gpu)
 

@@ -70,6 +70,10 @@ def plan_host(
     plan = _plan_host(spec, ident, os_facts, rocm)
     if ident is not None and plan.action not in ("blocked", "undecided"):
         plan = _hide_integrated_gpus(plan, ident)
+    elif ident is not None and plan.action == "blocked":
+        # say now what the iGPU will need once the other reason is resolved
+        unblocked = _hide_integrated_gpus(Plan("upgrade"), ident)
+        plan.warnings = _dedupe([*plan.warnings, *(f"also: {r}" for r in unblocked.reasons)])
     return plan
 
 

@@ -19,6 +19,7 @@ from rich.table import Table
 
 from provision import __version__, outcome, pins, report
 from provision.errors import InputError, ProvisionError
+from provision.redact import text as redact_text
 
 app = typer.Typer(
     name="provision",
@@ -47,8 +48,9 @@ try:  # the container lab is optional at import time so the core CLI never break
 except ImportError:  # pragma: no cover - only while the lab package is absent
     pass
 
-out = Console(highlight=False, soft_wrap=False)
-err = Console(stderr=True, highlight=False)
+# Never emoji codes (":end:" in a host name stays as typed); user text goes through escape() or markup=False.
+out = Console(highlight=False, soft_wrap=False, emoji=False)
+err = Console(stderr=True, highlight=False, emoji=False)
 
 ACTION_STYLE = {"upgrade": "green", "upgrade-with-override": "yellow", "fallback": "cyan", "blocked": "red",
                 "undecided": "dim"}
@@ -71,12 +73,11 @@ def _root(
 def _read_input(path: str | None, what: str) -> str | None:
     if path is None:
         return None
+    from provision import safeinput
+
     if path == "-":
-        return sys.stdin.read()
-    try:
-        return Path(path).read_text(encoding="utf-8", errors="replace")
-    except OSError as exc:
-        raise InputError(f"cannot read the {what} file {path}: {exc.strerror}") from exc
+        return safeinput.read_stdin(what)
+    return safeinput.read_text(path, what)
 
 
 def _emit_json(data: Any) -> None:
@@ -149,15 +150,15 @@ def gpus_identify(
         if g.gfx_runtime and g.gfx_runtime != g.gfx:
             gfx = f"{gfx} (runtime: {g.gfx_runtime})"
         status = _status_text(g.rocm70, g.supported_os)
-        table.add_row(g.pci_id or "-", escape(g.name), gfx, g.family or "-", status, g.role)
+        table.add_row(g.pci_id or "-", escape(g.name), escape(gfx), g.family or "-", status, g.role)
     out.print(table)
     for g in ident.gpus:
         for text in g.diagnosis:
             out.print(f"{g.pci_id or g.gfx_runtime or g.name}: {text}", markup=False)
     for note in ident.notes:
-        out.print(f"note: {note}")
+        out.print(f"note: {note}", markup=False)
     if facts:
-        out.print(f"OS: {facts.pretty_name or facts.key} ({facts.key})")
+        out.print(f"OS: {facts.pretty_name or facts.key} ({facts.key})", markup=False)
     _print_plan(plan)
 
 
@@ -173,13 +174,13 @@ def _print_plan(plan: Any, indent: str = "") -> None:
     style = ACTION_STYLE.get(plan.action, "")
     out.print(f"{indent}plan: [bold {style}]{plan.action}[/]")
     for r in plan.reasons:
-        out.print(f"{indent}  - {escape(r)}")
+        out.print(f"{indent}  - {escape(redact_text(r))}")
     for w in plan.warnings:
-        out.print(f"{indent}  [yellow]! {escape(w)}[/yellow]")
+        out.print(f"{indent}  [yellow]! {escape(redact_text(w))}[/yellow]")
     if plan.env:
-        out.print(f"{indent}  env to set: " + " ".join(f"{k}={v}" for k, v in plan.env.items()))
+        out.print(f"{indent}  env to set: " + " ".join(f"{k}={v}" for k, v in plan.env.items()), markup=False)
     if plan.env_remove:
-        out.print(f"{indent}  env to remove: " + " ".join(plan.env_remove))
+        out.print(f"{indent}  env to remove: " + " ".join(plan.env_remove), markup=False)
 
 
 @gpus_app.command("list")
@@ -274,23 +275,24 @@ def hosts_validate(
         _emit_json({"schema_version": 1, "inventory": lab.source,
                     "hosts": [e.to_dict() | {"plan": p.to_dict()} for e, p in rows]})
         return
-    table = Table(title=f"{lab.source}: {len(rows)} host(s), valid")
+    table = Table(title=f"{escape(lab.source)}: {len(rows)} host(s), valid")
     for col in ("host", "address", "mode", "venv", "reboot", "plan"):
         table.add_column(col, overflow="fold")
     for entry, plan in rows:
         addr = "local" if entry.connection.endswith("local") else f"{entry.user + '@' if entry.user else ''}" \
             f"{entry.address}{':' + str(entry.port) if entry.port else ''}"
-        table.add_row(entry.name, addr, entry.spec.mode, entry.spec.venv, "yes" if entry.spec.allow_reboot else "no",
+        table.add_row(escape(entry.name), escape(addr), entry.spec.mode, escape(entry.spec.venv),
+                      "yes" if entry.spec.allow_reboot else "no",
                       f"[{ACTION_STYLE.get(plan.action, '')}]{plan.action}[/]")
     out.print(table)
     for entry, plan in rows:
         notes = [*plan.reasons, *plan.warnings, *entry.warnings,
                  *(f"{v} is templated; checked at run time" for v in entry.templated)]
         if notes or plan.env:
-            out.print(f"[bold]{entry.name}[/bold]")
+            out.print(f"[bold]{escape(entry.name)}[/bold]")
             _print_plan(plan, indent="  ")
             for w in entry.warnings:
-                out.print(f"    [yellow]! {w}[/yellow]")
+                out.print(f"    [yellow]! {escape(w)}[/yellow]")
 
 
 @app.command("check")
@@ -320,7 +322,7 @@ def check(
             for name in sorted(run.hosts)}})
     else:
         _print_preflight(results, run)
-        out.print(f"report: {run.run_dir / 'report.html'} (also report.json, report.md, junit.xml)")
+        out.print(f"report: {run.run_dir / 'report.html'} (also report.json, report.md, junit.xml)", markup=False)
     raise typer.Exit(report.exit_code(doc) or (1 if run.rc != 0 and not results else 0))
 
 
@@ -356,7 +358,7 @@ def demo(
         done = prep.run()
     if done.rc != 0:
         raise ProvisionError(f"preparing the lab's users' venvs failed; see {done.run_dir}")
-    out.print(f"\n[bold]provision upgrade --hosts {status.inventory} --yes[/bold]")
+    out.print(f"\n[bold]provision upgrade --hosts {escape(str(status.inventory))} --yes[/bold]")
     upgrade(hosts=status.inventory, yes=True, check_mode=False, limit=None, forks=None, serial=None,
             max_fail_percent=None, retry_failed=False)
 
@@ -373,14 +375,14 @@ def _run_preflight(inventory: Path, names: list[str], limit: str | None, forks: 
 
 
 def _print_preflight(results: dict[str, Any], run: Any) -> None:
-    table = Table(title=f"preflight: {len(run.hosts)} host(s)  (run: {run.run_dir})")
+    table = Table(title=f"preflight: {len(run.hosts)} host(s)  (run: {escape(str(run.run_dir))})")
     for col in ("host", "GPU", "OS", "ROCm now", "plan"):
         table.add_column(col, overflow="fold")
     for name in sorted(n for n, h in run.hosts.items() if h.status != "pending" or n in results):
         res = results.get(name)
         if res is None:
             host = run.hosts[name]
-            table.add_row(name, "-", "-", "-", f"[red]{host.status}[/red] {escape(host.message)}")
+            table.add_row(escape(name), "-", "-", "-", f"[red]{host.status}[/red] {escape(redact_text(host.message))}")
             continue
         gpus = ", ".join(f"{g['pci_id'] or '?'} {g['gfx'] or g['gfx_runtime'] or ''}"
                          + (f" (runtime {g['gfx_runtime']})" if g["gfx_runtime"] and g["gfx_runtime"] != g["gfx"]
@@ -391,11 +393,12 @@ def _print_preflight(results: dict[str, Any], run: Any) -> None:
         if res["rocm"]["install_method"]:
             rocm += f" ({res['rocm']['install_method']})"
         action = res["plan"]["action"]
-        table.add_row(name, escape(gpus), os_key, rocm, f"[{ACTION_STYLE.get(action, '')}]{action}[/]")
+        table.add_row(escape(name), escape(gpus), escape(os_key), escape(rocm),
+                      f"[{ACTION_STYLE.get(action, '')}]{action}[/]")
     out.print(table)
     for name in sorted(results):
         plan = results[name]["plan"]
-        out.print(f"[bold]{name}[/bold]")
+        out.print(f"[bold]{escape(name)}[/bold]")
         _print_plan(_PlanView(plan), indent="  ")
 
 
@@ -491,7 +494,7 @@ def upgrade(
         if limit:
             raise InputError("--retry-failed chooses the hosts itself; drop --limit")
         limit = _failed_last_time(hosts)
-        out.print(f"retrying: {limit}")
+        out.print(f"retrying: {limit}", markup=False)
     if not yes or check_mode:
         # The plans are shown (and confirmed) before anything changes. With --yes nobody is asked: the
         # upgrade playbook's own preflight plans each host (same planner), which saves a whole pass over
@@ -528,7 +531,7 @@ def upgrade(
     if not result.interrupted and not check_mode:
         _release_locks(hosts, lock_id, [h.name for h in result.hosts.values() if h.status == "failed"])
     out.print(report.markdown(doc).split("\n## ")[0], markup=False, soft_wrap=True)
-    out.print(f"report: {result.run_dir / 'report.html'}")
+    out.print(f"report: {result.run_dir / 'report.html'}", markup=False)
     if result.interrupted:
         err.print("interrupted: each host's state is in the report; `provision upgrade` resumes from there")
         raise typer.Exit(130)
@@ -549,8 +552,8 @@ def _release_locks(inventory: Path, lock_id: str, failed: list[str]) -> None:
     result = run.run()
     stuck = sorted(n for n, h in result.hosts.items() if h.status in ("failed", "unreachable"))
     if stuck:
-        err.print(f"[yellow]the host lock of this run could not be released on {', '.join(stuck)}; the next run "
-                  "from this controller takes it over[/yellow]")
+        err.print(f"[yellow]the host lock of this run could not be released on {escape(', '.join(stuck))}; "
+                  "the next run from this controller takes it over[/yellow]")
 
 
 @app.command("verify")
@@ -579,7 +582,7 @@ def verify(
     doc = outcome.build("verify", result, hosts, started, datetime.now(UTC))
     report.write(doc, result.run_dir)
     out.print(report.markdown(doc).split("\n## ")[0], markup=False, soft_wrap=True)
-    out.print(f"report: {result.run_dir / 'report.html'}")
+    out.print(f"report: {result.run_dir / 'report.html'}", markup=False)
     raise typer.Exit(130 if result.interrupted else report.exit_code(doc))
 
 
@@ -612,7 +615,7 @@ def report_cmd(
         _emit_json(doc)
     else:
         out.print(report.markdown(doc), markup=False, soft_wrap=True)
-        out.print(f"report: {(run_dir if run_dir.is_dir() else run_dir.parent) / 'report.html'}")
+        out.print(f"report: {(run_dir if run_dir.is_dir() else run_dir.parent) / 'report.html'}", markup=False)
     raise typer.Exit(report.exit_code(doc))
 
 
@@ -628,7 +631,7 @@ def main() -> None:
         sys.exit(code if isinstance(code, int) else 0)
     except ProvisionError as exc:
         err.print("[red]error:[/red] ", end="")
-        err.print(str(exc), markup=False, soft_wrap=True)
+        err.print(redact_text(str(exc)), markup=False, soft_wrap=True)
         sys.exit(exc.exit_code)
     except typer.Exit as exc:
         sys.exit(exc.exit_code)
@@ -646,6 +649,7 @@ def main() -> None:
             sys.exit(exc.exit_code)
         if os.environ.get("PROVISION_DEBUG"):
             raise
-        err.print(f"[red]internal error:[/red] {type(exc).__name__}: {exc}\n"
-                  "Re-run with PROVISION_DEBUG=1 for a traceback, and please report it.")
+        err.print("[red]internal error:[/red] ", end="")
+        err.print(f"{type(exc).__name__}: {redact_text(str(exc))}\n"
+                  "Re-run with PROVISION_DEBUG=1 for a traceback, and please report it.", markup=False)
         sys.exit(70)

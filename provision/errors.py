@@ -41,7 +41,9 @@ class Problem:
             text += f" (got {self.value!r})"
         if self.allowed:
             text += f"; allowed: {self.allowed}"
-        return text
+        from provision.redact import text as redact
+
+        return redact(text)
 
 
 @dataclass

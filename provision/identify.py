@@ -96,14 +96,73 @@ def _parse_plain_lspci_line(line: str) -> PciDevice | None:
                      vendor=AMD_VENDOR if amd else "", device=dev.group(1).lower() if dev else "", description=desc)
 
 
+# No line of lspci or rocminfo output comes near this; longer lines are skipped (and said so), which keeps
+# every regex below on short input: the parsers stay linear in the paste's size.
+MAX_LINE = 4096
+_LSPCI_START_RE = re.compile(
+    r"^(?:(?:[0-9a-fA-F]{4}:)?[0-9a-fA-F]{2}:[0-9a-fA-F]{2}\.[0-7]\s|"
+    r"(?:VGA compatible controller|3D controller|Display controller|Processing accelerators)\b)"
+)
+_BLANKS_RE = re.compile(r"[ \t]+")
+_WRAP_JOIN = 5  # a record wrapped by a terminal is rejoined from at most this many lines
+
+
+def bounded_lines(text: str) -> list[str]:
+    """The paste's lines, without any longer than MAX_LINE characters."""
+    return [line for line in text.splitlines() if len(line) <= MAX_LINE]
+
+
+def long_line_note(text: str | None, what: str) -> list[str]:
+    count = sum(1 for line in (text or "").splitlines() if len(line) > MAX_LINE)
+    return [f"{count} line(s) of the {what} input longer than {MAX_LINE} characters were skipped "
+            f"(no real {what} line is that long)"] if count else []
+
+
+def _squeeze(line: str) -> str:
+    """One space for each run of blanks: the regexes then see no long ambiguous runs (linear matching)."""
+    return _BLANKS_RE.sub(" ", line).strip()
+
+
+def _continues(line: str) -> bool:
+    """A line a terminal broke off the one before: not a record start and not an indented `lspci -v` detail
+    line (those start with a tab or several blanks; a broken-off line starts with a character or one blank)."""
+    return (bool(line) and not _LSPCI_START_RE.match(line.strip()) and not line.startswith(("\t", "  "))
+            and not (line.startswith(" ") and len(line) > 1 and line[1].isspace()))
+
+
+def _lspci_records(text: str) -> list[str]:
+    """Lines of lspci output, with records a terminal wrapped mid-token joined back (as the terminal broke
+    them: nothing added): an `lspci -nn` record that does not parse takes the lines after it until it does;
+    a plain `lspci` record takes the broken-off lines that follow it."""
+    lines = [line.rstrip("\r") for line in bounded_lines(text)]
+    out: list[str] = []
+    i = 0
+    while i < len(lines):
+        line, step = _squeeze(lines[i]), 1
+        if not _LSPCI_RE.match(line) and _LSPCI_START_RE.match(line):
+            joined = lines[i]
+            for k in range(1, _WRAP_JOIN):
+                if i + k >= len(lines) or not _continues(lines[i + k]) or len(joined) > MAX_LINE:
+                    break
+                joined += lines[i + k]
+                if _LSPCI_RE.match(_squeeze(joined)):
+                    line, step = _squeeze(joined), k + 1
+                    break
+                if not re.search(r"\[[0-9a-fA-F]{4}\]:", joined):  # plain lspci: take every broken-off line
+                    line, step = _squeeze(joined), k + 1
+        out.append(line)
+        i += step
+    return out
+
+
 def parse_lspci(text: str) -> list[PciDevice]:
     """Display-class devices from `lspci -nn` output (other PCI functions are ignored). Lines of plain
-    `lspci` are kept too, with whatever id they still carry."""
+    `lspci` are kept too, with whatever id they still carry. Lines a terminal wrapped are joined back."""
     found = []
-    for line in text.splitlines():
-        match = _LSPCI_RE.match(line.strip())
+    for line in _lspci_records(text):
+        match = _LSPCI_RE.match(line)
         if not match:
-            plain = _parse_plain_lspci_line(line.strip())
+            plain = _parse_plain_lspci_line(line)
             if plain:
                 found.append(plain)
             continue
@@ -122,10 +181,10 @@ def parse_lspci(text: str) -> list[PciDevice]:
 
 
 def _read(path: Path) -> str | None:
-    try:
-        return path.read_text(encoding="utf-8", errors="replace").strip()
-    except OSError:
-        return None
+    from provision.safeinput import read_small_regular
+
+    text = read_small_regular(path)
+    return text.strip() if text is not None else None
 
 
 def read_sysfs_pci(root: Path) -> list[PciDevice]:
@@ -193,13 +252,28 @@ def uuid_from_unique_id(unique_id: int) -> str | None:
     return f"GPU-{unique_id:016x}" if 0 < unique_id < 2**64 else None
 
 
-_FIELD_RE = re.compile(r"^\s*(?P<key>[A-Za-z][A-Za-z0-9 ()#_-]*?):\s*(?P<value>.*?)\s*$")
+_FIELD_RE = re.compile(r"^[ \t]*(?P<key>[A-Za-z][A-Za-z0-9 ()#_-]*?):(?P<value>.*)$")
+_ROCMINFO_TOP_RE = re.compile(r"^(?:\*{3,}|={3,}|Agent\s+\d+\s*$|HSA |ROCk |\*\*\* Done|[A-Za-z][A-Za-z0-9 .()#_/-]*:)")
+
+
+def _rocminfo_lines(text: str) -> list[str]:
+    """rocminfo lines with those a terminal wrapped joined back: a line at column 0 that is none of rocminfo's
+    own top-level lines continues the indented line before it (nothing added between them)."""
+    out: list[str] = []
+    for raw in bounded_lines(text):
+        line = raw.rstrip("\r")
+        if (out and line and not line[0].isspace() and out[-1][:1].isspace() and not _ROCMINFO_TOP_RE.match(line)
+                and len(out[-1]) + len(line) <= MAX_LINE):
+            out[-1] += line
+        else:
+            out.append(line)
+    return out
 
 
 def _rocminfo_blocks(text: str) -> list[dict[str, str]]:
     """Split rocminfo output into agent blocks: at `Agent N` headers, or, for pastes that lost their
     headers, at each agent-level `Name:` line (ISA and pool `Name:` lines are indented deeper)."""
-    lines = text.splitlines()
+    lines = _rocminfo_lines(text)
     has_headers = any(re.match(r"^\s*Agent\s+\d+\s*$", line) for line in lines)
     agent_indent = min(
         (len(line) - len(line.lstrip()) for line in lines if re.match(r"^\s*(Name|Device Type):", line)),
@@ -222,7 +296,7 @@ def _rocminfo_blocks(text: str) -> list[dict[str, str]]:
             current = {}
             blocks.append(current)
         if indent == agent_indent and match["key"] not in current:
-            current[match["key"]] = match["value"]
+            current[match["key"]] = match["value"].strip()
     return [b for b in blocks if b]
 
 
@@ -429,7 +503,8 @@ def identify(
     if lspci is not None:
         parsed = parse_lspci(lspci)
         add_pci(parsed, "lspci")
-        if any(not _LSPCI_RE.match(line.strip()) for line in lspci.splitlines() if _LSPCI_PLAIN_RE.match(line.strip())):
+        notes += long_line_note(lspci, "lspci")
+        if any(not _LSPCI_RE.match(line) for line in _lspci_records(lspci) if _LSPCI_PLAIN_RE.match(line)):
             notes.append("this is `lspci` output without -nn: vendor:device ids are missing or partial; "
                          "paste `lspci -nn` so every GPU is identified by its PCI id")
     if sysfs_root is not None:

@@ -204,6 +204,9 @@ def _validate_host(name: str, groups: list[str], hostvars: dict[str, Any], file:
             continue
         settings[key[len(PREFIX):]] = value
 
+    from provision import redact
+
+    redact.remember(*(v for k, v in settings.items() if k in SECRET_FIELDS))
     spec = None
     try:
         spec = HostSpec(**settings)

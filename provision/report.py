@@ -39,6 +39,9 @@ def exit_code(report: dict[str, Any]) -> int:
 def write(report: dict[str, Any], run_dir: Path) -> list[Path]:
     """Write the four files, each atomically, readable by the owner only."""
     run_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    from provision.redact import deep
+
+    report = deep(report)
     rendered = {
         "report.json": json.dumps(report, indent=1, sort_keys=False) + "\n",
         "junit.xml": junit(report),

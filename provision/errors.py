@@ -42,8 +42,9 @@ class Problem:
         if self.allowed:
             text += f"; allowed: {self.allowed}"
         from provision.redact import text as redact
+        from provision.safeinput import printable
 
-        return redact(text)
+        return printable(redact(text))
 
 
 @dataclass

@@ -312,9 +312,9 @@ def parse_rocminfo(text: str) -> list[Agent]:
         hex_match = re.search(r"\(0x([0-9a-fA-F]+)\)", chip)
         dec_match = re.fullmatch(r"\s*(\d+)\s*", chip)
         chip_id = None
-        if hex_match:
+        if hex_match and len(hex_match.group(1)) <= 4:
             chip_id = hex_match.group(1).lower().rjust(4, "0")
-        elif dec_match:
+        elif dec_match and len(dec_match.group(1)) <= 5 and int(dec_match.group(1)) <= 0xFFFF:
             chip_id = f"{int(dec_match.group(1)):04x}"
         uuid = block.get("Uuid", "").strip().lower()
         agents.append(Agent(name=name, marketing_name=block.get("Marketing Name") or None, chip_id=chip_id,

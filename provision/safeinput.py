@@ -5,11 +5,21 @@ with no writer cannot hang the read), and a file over the cap is refused with it
 from __future__ import annotations
 
 import os
+import re
 import stat
 import sys
 from pathlib import Path
 
 from provision.errors import InputError
+
+_CONTROLS = re.compile(r"[\x00-\x08\x0b-\x1f\x7f\x80-\x9f]")
+
+
+def printable(text: str) -> str:
+    """Control characters (terminal escape sequences, NUL, bell, carriage return) shown as U+FFFD: text from a
+    paste or an inventory is printed to a terminal later and must not drive it. Newlines and tabs stay."""
+    return _CONTROLS.sub("\ufffd", text.replace("\r\n", "\n"))
+
 
 PASTE_MAX_BYTES = 4 * 1024 * 1024  # far above any lspci/rocminfo/os-release paste (a 64-GPU rocminfo is < 1 MiB)
 
@@ -50,14 +60,14 @@ def read_bytes(path: str | Path, what: str, limit: int) -> bytes:
 
 
 def read_text(path: str | Path, what: str, limit: int = PASTE_MAX_BYTES) -> str:
-    return read_bytes(path, what, limit).decode("utf-8", errors="replace")
+    return printable(read_bytes(path, what, limit).decode("utf-8", errors="replace"))
 
 
 def read_stdin(what: str, limit: int = PASTE_MAX_BYTES) -> str:
     data = sys.stdin.buffer.read(limit + 1) if hasattr(sys.stdin, "buffer") else sys.stdin.read(limit + 1).encode()
     if len(data) > limit:
         raise InputError(f"the {what} input on stdin is more than {limit} bytes: refused")
-    return data.decode("utf-8", errors="replace")
+    return printable(data.decode("utf-8", errors="replace"))
 
 
 def read_small_regular(path: Path, limit: int = 65536) -> str | None:

@@ -281,7 +281,9 @@ def hosts_validate(
     for entry, plan in rows:
         addr = "local" if entry.connection.endswith("local") else f"{entry.user + '@' if entry.user else ''}" \
             f"{entry.address}{':' + str(entry.port) if entry.port else ''}"
-        table.add_row(escape(entry.name), escape(addr), entry.spec.mode, escape(entry.spec.venv),
+        shown = {f: "templated" for f in ("provision_mode", "provision_venv") if f in entry.templated}
+        table.add_row(escape(entry.name), escape(addr), shown.get("provision_mode", entry.spec.mode),
+                      shown.get("provision_venv", escape(entry.spec.venv)),
                       "yes" if entry.spec.allow_reboot else "no",
                       f"[{ACTION_STYLE.get(plan.action, '')}]{plan.action}[/]")
     out.print(table)
@@ -293,6 +295,9 @@ def hosts_validate(
             _print_plan(plan, indent="  ")
             for w in entry.warnings:
                 out.print(f"    [yellow]! {escape(w)}[/yellow]")
+            for variable in entry.templated:
+                out.print(f"    {variable} is templated (or vaulted): left to ansible-playbook, checked at run "
+                          "time", markup=False)
 
 
 @app.command("check")

@@ -38,6 +38,10 @@ _USER_RE = re.compile(r"^[a-z_][a-z0-9_.-]{0,31}\$?\Z")  # \Z: `$` would let a t
 _CONNECTIONS = {"ssh", "local", "paramiko", "paramiko_ssh", "smart", "ansible.builtin.ssh",
                 "ansible.builtin.local", "ansible.builtin.paramiko_ssh"}
 _TEMPLATE_RE = re.compile(r"\{\{|\{%")
+_INVENTORY_NAME_RE = re.compile(r"^(?!\.)(?!-)[A-Za-z0-9_.:-]{1,253}\Z")
+_SCOPE_ID_RE = re.compile(r"^[A-Za-z0-9_.-]{1,15}\Z")  # an interface name (IFNAMSIZ 16) or a number
+_VAULTED_PLACEHOLDER = "vaulted-checked-at-run-time"
+_LOOPBACK_NAMES = {"localhost", "localhost.localdomain", "ip6-localhost", "ip6-loopback"}
 
 
 @dataclass
@@ -125,6 +129,9 @@ def load_lab(source: str | os.PathLike[str]) -> Lab:
         except OSError as exc:
             raise InventoryError([Problem(f"cannot read inventory: {exc.strerror}", file=str(path))]) from exc
 
+    from provision import inventory_guard
+
+    inventory_guard.check(path)
     with _ansible_quiet() as captured:
         from ansible import constants as C
         from ansible.errors import AnsibleError
@@ -138,7 +145,9 @@ def load_lab(source: str | os.PathLike[str]) -> Lab:
         try:
             inventory = InventoryManager(loader=loader, sources=[str(path)])
         except AnsibleError as exc:
-            reasons = "; ".join(dict.fromkeys(captured)) or str(exc)
+            plugin = "'yaml' plugin" if path.suffix.lower() in (".yml", ".yaml", ".json") else "'ini' plugin"
+            mine = [c for c in captured if plugin in c]
+            reasons = "; ".join(dict.fromkeys(mine or captured)) or str(exc)
             raise InventoryError([Problem(f"cannot parse the inventory: {reasons}", file=str(path),
                                           allowed="Ansible INI or YAML inventory syntax")]) from None
         variables = VariableManager(loader=loader, inventory=inventory)
@@ -146,7 +155,10 @@ def load_lab(source: str | os.PathLike[str]) -> Lab:
         if not hosts:
             raise InventoryError([Problem("the inventory defines no hosts", file=str(path),
                                           allowed="at least one host")])
-        raw = [(h, variables.get_vars(host=h, include_hostvars=False)) for h in hosts]
+        try:
+            raw = [(h, variables.get_vars(host=h, include_hostvars=False)) for h in hosts]
+        except AnsibleError as exc:  # group_vars/host_vars that ansible-core cannot read (vault, YAML, shape)
+            raise InventoryError([_ansible_problem(exc, path)]) from None
 
     problems: list[Problem] = []
     entries = []
@@ -161,6 +173,42 @@ def load_lab(source: str | os.PathLike[str]) -> Lab:
     return Lab(source=str(path), hosts=entries)
 
 
+def _is_templated(value: Any, depth: int = 0) -> bool:
+    """A Jinja2 template anywhere in the value (left to ansible-playbook: never rendered here)."""
+    if depth > 20:
+        return False
+    if isinstance(value, str):
+        return bool(_TEMPLATE_RE.search(value))
+    if isinstance(value, dict):
+        return any(_is_templated(k, depth + 1) or _is_templated(v, depth + 1) for k, v in value.items())
+    if isinstance(value, list | tuple):
+        return any(_is_templated(v, depth + 1) for v in value)
+    return False
+
+
+def _is_vaulted(value: Any) -> bool:
+    """An inline `!vault` value that could not be decrypted here (no vault password given)."""
+    name = type(value).__name__
+    return "Vault" in name or "Encrypted" in name
+
+
+def _ansible_problem(exc: Exception, path: Path) -> Problem:
+    """An ansible-core error as a Problem naming file:line (from its origin tag or its message) and the reason."""
+    where = None
+    obj = getattr(exc, "obj", None)
+    if obj is not None:
+        where = _origin(obj)
+    text = " ".join(str(getattr(exc, "message", "") or exc).split())
+    match = re.search(r"(/[^\s'\"]+?)(?:'|\"|,| line | \(|:(\d+))", text)
+    if where is None and match:
+        where = match.group(1) + (f":{match.group(2)}" if match.group(2) else "")
+    if "vault" in text.lower() and "password" in text.lower():
+        text = ("holds Ansible Vault data and no vault password was given; pass --vault-password-file or "
+                "--ask-vault-pass (the value is never printed)")
+    return Problem(f"cannot read the inventory's variables: {text[:400]}", file=where or str(path),
+                   allowed="Ansible INI or YAML inventory and group_vars/host_vars files")
+
+
 def _validate_host(name: str, groups: list[str], hostvars: dict[str, Any], file: str,
                    problems: list[Problem]) -> HostEntry | None:
     before = len(problems)
@@ -170,6 +218,10 @@ def _validate_host(name: str, groups: list[str], hostvars: dict[str, Any], file:
         problems.append(Problem(message, file=where or file, host=name, variable=variable, value=value,
                                 allowed=allowed))
 
+    if not _INVENTORY_NAME_RE.match(name):
+        problem(None, f"host name {name!r} cannot be used: it becomes a file name on the controller (run "
+                "directories, reports), so it may not hold /, .. or characters outside letters, digits and . _ - :",
+                None, "letters, digits and . _ - : (at most 253 characters, not starting with . or -)")
     address = str(hostvars.get("ansible_host", name))
     if not _is_host_address(address):
         problem("ansible_host" if "ansible_host" in hostvars else None,
@@ -199,8 +251,13 @@ def _validate_host(name: str, groups: list[str], hostvars: dict[str, Any], file:
             hint = f"; did you mean {close[0]}?" if close else ""
             problem(key, f"is not a variable this tool knows{hint}", None, ", ".join(VARIABLES))
             continue
-        if isinstance(value, str) and _TEMPLATE_RE.search(value):
+        if _is_templated(value):
             templated.append(key)
+            continue
+        if _is_vaulted(value):
+            templated.append(key)  # decrypted by ansible-playbook at run time; never shown
+            if key == PREFIX + "repo_password":
+                settings["repo_password"] = _VAULTED_PLACEHOLDER  # the pair check still sees both halves
             continue
         settings[key[len(PREFIX):]] = value
 
@@ -284,32 +341,60 @@ def _cross_host_problems(entries: list[HostEntry], file: str) -> list[Problem]:
     for entry in entries:
         if entry.connection in ("local", "ansible.builtin.local"):
             continue
-        key = (entry.address.lower(), entry.port)
+        key = _machine_key(entry)
+        if local_hosts and key[0] == "loopback":
+            problems.append(Problem(
+                f"reaches this controller over SSH ({entry.address}) while host {local_hosts[0]} uses "
+                "ansible_connection=local: both are the same machine, and upgrading it twice at once would run two "
+                "package managers on it", file=file, host=entry.name, variable="ansible_host",
+                value=entry.address, allowed="one inventory entry per machine"))
         if key in seen:
             problems.append(Problem(
-                f"has the same address and port as host {seen[key]}: both names would upgrade one machine",
-                file=file, host=entry.name, variable="ansible_host", value=f"{entry.address}:{entry.port or 22}",
-                allowed="one inventory entry per machine"))
+                f"has the same address and port as host {seen[key]} (written differently): both names would "
+                "upgrade one machine", file=file, host=entry.name, variable="ansible_host",
+                value=f"{entry.address}:{entry.port or 22}", allowed="one inventory entry per machine"))
         seen.setdefault(key, entry.name)
     return problems
 
 
 def _int_or_none(value: Any) -> int | None:
+    """A port as INI or YAML gives it; ASCII digits only (int() also reads '٢٢' or '２２', ssh does not)."""
     if isinstance(value, bool):
         return None
     if isinstance(value, int):
         return value
-    if isinstance(value, str) and value.strip().isdigit():
+    if isinstance(value, str) and value.strip().isascii() and value.strip().isdigit():
         return int(value)
     return None
 
 
 def _is_host_address(value: str) -> bool:
+    if "%" in value:  # an IPv6 scope id: Python's ipaddress accepts any text there, ssh gets it as an argument
+        _, _, scope = value.partition("%")
+        if not _SCOPE_ID_RE.match(scope):
+            return False
     try:
         ipaddress.ip_address(value)
         return True
     except ValueError:
         return bool(_HOSTNAME_RE.match(value))
+
+
+def _machine_key(entry: HostEntry) -> tuple[str, int]:
+    """One spelling per machine: IPs compressed (::1 = 0:0:0:0:0:0:0:1, v4-mapped = v4), names lower case
+    without a trailing dot, the ssh port explicit (22 when unset), loopback addresses and names all one."""
+    address = entry.address.strip()
+    port = entry.port or 22
+    try:
+        ip = ipaddress.ip_address(address)
+        if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped:
+            ip = ip.ipv4_mapped
+        if ip.is_loopback:
+            return ("loopback", port)
+        return (ip.compressed, port)
+    except ValueError:
+        name = address.lower().rstrip(".")
+        return ("loopback" if name in _LOOPBACK_NAMES else name, port)
 
 
 def spec_from_vars(host: str, provision_vars: dict[str, Any], file: str = "inventory") -> HostSpec:

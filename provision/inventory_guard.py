@@ -77,6 +77,26 @@ def _expanded_size(root: yaml.Node, limit: int) -> int:
     return memo.get(id(root), 1)
 
 
+_STANDARD_TAGS = {f"tag:yaml.org,2002:{t}" for t in ("str", "int", "float", "bool", "null", "map", "seq",
+                                                      "timestamp", "merge", "binary", "set", "omap", "value")}
+_ANSIBLE_TAGS = {"!vault", "!unsafe", "!vault-encrypted"}
+
+
+def _foreign_tags(root: yaml.Node) -> list[yaml.Node]:
+    """Nodes with a tag neither YAML's core schema nor Ansible (!vault, !unsafe) defines: a
+    `!!python/object/apply:` or `!include` is refused here; no tag is ever resolved or run."""
+    found, stack, seen = [], [root], set()
+    while stack:
+        node = stack.pop()
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
+        if node.tag not in _STANDARD_TAGS and node.tag not in _ANSIBLE_TAGS:
+            found.append(node)
+        stack.extend(_children(node))
+    return found
+
+
 def _children(node: yaml.Node) -> list[yaml.Node]:
     if isinstance(node, yaml.SequenceNode):
         return list(node.value)
@@ -99,6 +119,10 @@ def _check_yaml(path: Path, text: str) -> list[Problem]:
         return [_problem(path, f"is not valid YAML: {exc}", None, "YAML that ansible-core can read")]
     problems = []
     for doc in documents:
+        for node in (_foreign_tags(doc) if doc is not None else [])[:3]:
+            problems.append(_problem(path, f"uses the YAML tag {node.tag!r}, which this tool refuses (it never "
+                                     "constructs or runs tagged objects)", node.start_mark.line + 1,
+                                     "plain YAML values, !vault and !unsafe"))
         if doc is not None and _expanded_size(doc, YAML_MAX_NODES) > YAML_MAX_NODES:
             problems.append(_problem(
                 path, f"its aliases expand to more than {YAML_MAX_NODES} values (an alias bomb?): refused without "

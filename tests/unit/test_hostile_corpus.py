@@ -40,6 +40,20 @@ def _make(kind: str, tmp: Path) -> None:
         os.mkfifo(tmp / "fifo")
     elif kind == "big":
         (tmp / "big.txt").write_bytes(b"  Name: gfx1030\n" * (5 * 1024 * 1024 // 16 + 1))
+    elif kind == "fifo-group-vars" and not (tmp / "fifoinv").exists():
+        (tmp / "fifoinv" / "group_vars").mkdir(parents=True)
+        (tmp / "fifoinv" / "hosts.ini").write_text("[workstations]\nws1 ansible_host=127.0.0.5\n")
+        os.mkfifo(tmp / "fifoinv" / "group_vars" / "all.yml")
+    elif kind == "devlink" and not (tmp / "zero.ini").exists():
+        (tmp / "zero.ini").symlink_to("/dev/zero")
+    elif kind == "bigpath":
+        (tmp / "bigpath.ini").write_text("[workstations]\nws1 ansible_host=127.0.0.5 provision_venv=/opt/"
+                                         + "v" * (20 * 1024 * 1024) + "\n")
+    elif kind == "longpath":
+        (tmp / "longpath.ini").write_text("[workstations]\nws1 ansible_host=127.0.0.5 provision_venv=/"
+                                          + "v" * 5000 + "\n")
+    elif kind == "bigline":
+        (tmp / "bigline.ini").write_text("[workstations]\nws1 ansible_host=127.0.0.5 x=" + "y" * 10_000_000 + "\n")
     elif kind == "longline":
         (tmp / "longline.txt").write_text("VGA compatible controller [0300]: " + " " * 80000 + "x\n"
                                           "  Name:" + " " * 80000 + "x\n")
@@ -56,7 +70,8 @@ def _expand(case: dict[str, Any], tmp: Path) -> dict[str, Any]:
 def _runs(case: dict[str, Any]) -> list[dict[str, Any]]:
     """Inventory cases run plain and with --json."""
     if case["kind"] == "inventories" and "--json" not in case["args"]:
-        return [case, {**case, "id": case["id"] + "[json]", "args": [*case["args"], "--json"]}]
+        expect = case.get("expect_json", case.get("expect", []) if case["exit"] else [])
+        return [case, {**case, "id": case["id"] + "[json]", "args": [*case["args"], "--json"], "expect": expect}]
     return [case]
 
 

@@ -342,7 +342,7 @@ def _cross_host_problems(entries: list[HostEntry], file: str) -> list[Problem]:
         if entry.connection in ("local", "ansible.builtin.local"):
             continue
         key = _machine_key(entry)
-        if local_hosts and key[0] == "loopback":
+        if local_hosts and key == ("localhost", 22):  # this controller's own sshd
             problems.append(Problem(
                 f"reaches this controller over SSH ({entry.address}) while host {local_hosts[0]} uses "
                 "ansible_connection=local: both are the same machine, and upgrading it twice at once would run two "
@@ -382,19 +382,20 @@ def _is_host_address(value: str) -> bool:
 
 def _machine_key(entry: HostEntry) -> tuple[str, int]:
     """One spelling per machine: IPs compressed (::1 = 0:0:0:0:0:0:0:1, v4-mapped = v4), names lower case
-    without a trailing dot, the ssh port explicit (22 when unset), loopback addresses and names all one."""
+    without a trailing dot, the ssh port explicit (22 when unset). 127.0.0.1, ::1 and `localhost` are one
+    name ("localhost"); other 127.x addresses stay distinct (each can be its own sshd, as in the lab)."""
     address = entry.address.strip()
     port = entry.port or 22
     try:
         ip = ipaddress.ip_address(address)
         if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped:
             ip = ip.ipv4_mapped
-        if ip.is_loopback:
-            return ("loopback", port)
+        if ip == ipaddress.ip_address("127.0.0.1") or ip == ipaddress.ip_address("::1"):
+            return ("localhost", port)
         return (ip.compressed, port)
     except ValueError:
         name = address.lower().rstrip(".")
-        return ("loopback" if name in _LOOPBACK_NAMES else name, port)
+        return ("localhost" if name in _LOOPBACK_NAMES else name, port)
 
 
 def spec_from_vars(host: str, provision_vars: dict[str, Any], file: str = "inventory") -> HostSpec:

@@ -151,3 +151,9 @@ def test_sample_through_the_console_script(case: dict[str, Any], tmp_path: Path)
               "seconds": 0.0}
     _check(case, result)
     assert usage.ru_maxrss / 1024 <= LIMIT_MIB, f"peak RSS {usage.ru_maxrss / 1024:.0f} MiB"
+
+
+def test_nothing_was_executed(corpus: tuple[dict[str, Any], dict[str, Any]]) -> None:
+    """The corpus's templates, YAML tags and env values try to create /tmp/provision-pwned*: none may exist."""
+    assert corpus[1]
+    assert not list(Path("/tmp").glob("provision-pwned*"))

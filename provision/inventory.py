@@ -123,15 +123,15 @@ def load_lab(source: str | os.PathLike[str]) -> Lab:
     if not path.exists():
         raise InventoryError([Problem(f"inventory not found: {path}", file=str(path),
                                       allowed="an INI or YAML inventory file, or a directory of them")])
+    from provision import inventory_guard
+
+    inventory_guard.check(path)  # before anything reads it: a FIFO, device or huge file is refused at once
     if path.is_file():
         try:
             path.read_bytes()
         except OSError as exc:
             raise InventoryError([Problem(f"cannot read inventory: {exc.strerror}", file=str(path))]) from exc
 
-    from provision import inventory_guard
-
-    inventory_guard.check(path)
     with _ansible_quiet() as captured:
         from ansible import constants as C
         from ansible.errors import AnsibleError

@@ -63,9 +63,11 @@ def write(report: dict[str, Any], run_dir: Path) -> list[Path]:
 def load(run_dir: Path) -> dict[str, Any]:
     from provision.errors import InputError
 
+    from provision.safeinput import read_bytes
+
     path = run_dir / "report.json" if run_dir.is_dir() else run_dir
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads(read_bytes(path, "run report", 256 * 1024 * 1024).decode("utf-8"))
     except (OSError, ValueError) as exc:
         raise InputError(f"{path}: not a readable run report ({exc})") from exc
     if not isinstance(data, dict) or data.get("schema_version") != SCHEMA_VERSION:

@@ -44,6 +44,16 @@ def _make(kind: str, tmp: Path) -> None:
         (tmp / "fifoinv" / "group_vars").mkdir(parents=True)
         (tmp / "fifoinv" / "hosts.ini").write_text("[workstations]\nws1 ansible_host=127.0.0.5\n")
         os.mkfifo(tmp / "fifoinv" / "group_vars" / "all.yml")
+    elif kind == "sysfs-fifo" and not (tmp / "sys").exists():
+        for slot, device in (("0000:03:00.0", "0x744c"), ("0000:04:00.0", None)):
+            dev = tmp / "sys" / "bus" / "pci" / "devices" / slot
+            dev.mkdir(parents=True)
+            (dev / "vendor").write_text("0x1002\n")
+            (dev / "class").write_text("0x030000\n")
+            if device:
+                (dev / "device").write_text(device + "\n")
+            else:
+                os.mkfifo(dev / "device")  # a FIFO planted where sysfs has a file: skipped, never waited on
     elif kind == "devlink" and not (tmp / "zero.ini").exists():
         (tmp / "zero.ini").symlink_to("/dev/zero")
     elif kind == "bigpath":

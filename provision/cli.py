@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import sys
@@ -13,12 +14,14 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+import typer.main
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
 from provision import __version__, outcome, pins, report
-from provision.errors import InputError, ProvisionError
+from provision.ansible_options import AnsibleOptions
+from provision.errors import InputError, InventoryError, ProvisionError
 from provision.redact import text as redact_text
 
 app = typer.Typer(
@@ -48,9 +51,68 @@ try:  # the container lab is optional at import time so the core CLI never break
 except ImportError:  # pragma: no cover - only while the lab package is absent
     pass
 
+# Piped or redirected, tables are not wrapped or cut to a terminal's width: every row stays one line that
+# grep, awk and cut can read (`provision env list | grep MIOPEN_DEBUG_CONV_GEMM`).
 # Never emoji codes (":end:" in a host name stays as typed); user text goes through escape() or markup=False.
-out = Console(highlight=False, soft_wrap=False, emoji=False)
+UNWRAPPED_WIDTH = 100_000
+out = Console(highlight=False, soft_wrap=False, emoji=False,
+              width=None if sys.stdout.isatty() else UNWRAPPED_WIDTH)
 err = Console(stderr=True, highlight=False, emoji=False)
+
+
+def _human_output_to_stderr() -> None:
+    """With --json the report is stdout's only content; tables and summaries go to stderr."""
+    global out
+    out = err
+
+
+# Options shared by the commands that read an inventory or run playbooks, spelled as ansible-playbook spells them.
+HostsOption = Annotated[Path, typer.Option("--hosts", "-i", exists=True, readable=True,
+                                           help="Inventory file or directory (INI or YAML).")]
+LimitOption = Annotated[str | None, typer.Option("--limit", "-l",
+                                                 help="Only these hosts or groups (Ansible --limit pattern); "
+                                                      "the other hosts need not be valid.")]
+ForksOption = Annotated[int | None, typer.Option(min=1, max=500, help="Hosts worked on at once.")]
+ExtraVarsOption = Annotated[list[str] | None, typer.Option(
+    "--extra-vars", "-e", help="Extra variables as ansible-playbook takes them: key=value, YAML/JSON or @FILE "
+                               "(repeatable; they win over the inventory, and are validated with it).")]
+VaultFileOption = Annotated[list[Path] | None, typer.Option(
+    "--vault-password-file", exists=True, dir_okay=False, readable=True,
+    help="File (or executable script) with the Ansible Vault password (repeatable; "
+         "ANSIBLE_VAULT_PASSWORD_FILE works too).")]
+AskVaultOption = Annotated[bool, typer.Option("--ask-vault-pass", help="Ask for the Ansible Vault password.")]
+AskBecomeOption = Annotated[bool, typer.Option("--ask-become-pass", "-K",
+                                               help="Ask for the privilege escalation (sudo) password.")]
+VerboseOption = Annotated[int, typer.Option("--verbose", "-v", count=True,
+                                            help="Ansible verbosity (-v … -vvvvvv); its output is in the run "
+                                                 "directory's artifacts/*/stdout.")]
+
+
+def _ansible_options(extra_vars: list[str] | None, vault_password_file: list[Path] | None, ask_vault_pass: bool,
+                     ask_become_pass: bool, verbose: int) -> AnsibleOptions:
+    options = AnsibleOptions(extra_vars=list(extra_vars or []), vault_password_files=list(vault_password_file or []),
+                             ask_vault_pass=ask_vault_pass, ask_become_pass=ask_become_pass, verbosity=verbose)
+    options.prompt()
+    return options
+
+
+def _load(hosts: Path, limit: str | None, options: AnsibleOptions | None) -> Any:
+    """The validated inventory; hosts outside --limit that are not valid are warned about and left out."""
+    from provision.inventory import load_lab
+
+    lab = load_lab(hosts, limit=limit, options=options)
+    for warning in lab.skipped:
+        err.print(f"[yellow]warning:[/yellow] {escape(warning)}", soft_wrap=True)
+    return lab
+
+
+_SERIAL_RE = re.compile(r"^([1-9][0-9]*|([1-9][0-9]?|100)%)\Z")
+
+
+def _serial(value: str | None) -> str | None:
+    if value is not None and not _SERIAL_RE.match(value.strip()):
+        raise typer.BadParameter(f"{value!r} is neither a number of hosts (2) nor a percentage (25%)")
+    return value.strip() if value is not None else None
 
 ACTION_STYLE = {"upgrade": "green", "upgrade-with-override": "yellow", "fallback": "cyan", "blocked": "red",
                 "undecided": "dim"}
@@ -245,21 +307,27 @@ def env_list(
 
 @hosts_app.command("validate")
 def hosts_validate(
-    hosts: Annotated[Path, typer.Option("--hosts", "-i", help="Inventory file or directory (INI or YAML).")],
+    hosts: HostsOption,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+    limit: LimitOption = None,
+    extra_vars: ExtraVarsOption = None,
+    vault_password_file: VaultFileOption = None,
+    ask_vault_pass: AskVaultOption = False,
 ) -> None:
     """Validate an inventory and show every host's spec and what is known of its plan. Connects to nothing.
 
     Exit code 0: valid. Exit code 2: the problems are listed, each with file, host, variable, the
     bad value and what is allowed.
 
+    Vaulted values are decrypted (--vault-password-file, --ask-vault-pass or ANSIBLE_VAULT_PASSWORD_FILE)
+    and validated, never shown.
+
     Example: `provision hosts validate --hosts lab.ini`
     """
     from provision.identify import Identification, gpu_from_pci
-    from provision.inventory import load_lab
     from provision.planner import plan_host
 
-    lab = load_lab(hosts)
+    lab = _load(hosts, limit, _ansible_options(extra_vars, vault_password_file, ask_vault_pass, False, 0))
     rows = []
     for entry in lab.hosts:
         ident = None
@@ -302,10 +370,15 @@ def hosts_validate(
 
 @app.command("check")
 def check(
-    hosts: Annotated[Path, typer.Option("--hosts", "-i", help="Inventory file or directory (INI or YAML).")],
-    limit: Annotated[str | None, typer.Option(help="Only these hosts or groups (Ansible --limit pattern).")] = None,
-    forks: Annotated[int | None, typer.Option(min=1, max=500, help="Hosts worked on at once.")] = None,
+    hosts: HostsOption,
+    limit: LimitOption = None,
+    forks: ForksOption = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the per-host preflight results as JSON.")] = False,
+    extra_vars: ExtraVarsOption = None,
+    vault_password_file: VaultFileOption = None,
+    ask_vault_pass: AskVaultOption = False,
+    ask_become_pass: AskBecomeOption = False,
+    verbose: VerboseOption = 0,
 ) -> None:
     """Read-only preflight of every host over SSH: GPUs by PCI id, OS, current ROCm, env overrides, and the plan.
 
@@ -314,11 +387,10 @@ def check(
 
     Example: `provision check --hosts lab.ini`
     """
-    from provision.inventory import load_lab
-
-    lab = load_lab(hosts)
+    options = _ansible_options(extra_vars, vault_password_file, ask_vault_pass, ask_become_pass, verbose)
+    lab = _load(hosts, limit, options)
     started = datetime.now(UTC)
-    results, run = _run_preflight(hosts, [h.name for h in lab.hosts], limit, forks)
+    results, run = _run_preflight(hosts, [h.name for h in lab.hosts], limit, forks, options)
     doc = outcome.build("check", run, hosts, started, datetime.now(UTC))
     report.write(doc, run.run_dir)
     if as_json:
@@ -365,14 +437,15 @@ def demo(
         raise ProvisionError(f"preparing the lab's users' venvs failed; see {done.run_dir}")
     out.print(f"\n[bold]provision upgrade --hosts {escape(str(status.inventory))} --yes[/bold]")
     upgrade(hosts=status.inventory, yes=True, check_mode=False, limit=None, forks=None, serial=None,
-            max_fail_percent=None, retry_failed=False)
+            max_fail_percent=None, retry_failed=False, reverify=False)
 
 
-def _run_preflight(inventory: Path, names: list[str], limit: str | None, forks: int | None) -> tuple[dict, Any]:
+def _run_preflight(inventory: Path, names: list[str], limit: str | None, forks: int | None,
+                   options: AnsibleOptions | None = None) -> tuple[dict, Any]:
     from provision.progress import ProgressView
     from provision.runner import PlaybookRun
 
-    run = PlaybookRun("check.yml", inventory, hosts=names, limit=limit, forks=forks)
+    run = PlaybookRun("check.yml", inventory, hosts=names, limit=limit, forks=forks, options=options)
     with ProgressView(run.hosts, "preflight", err) as view:
         run.on_change = view.update
         result = run.run()
@@ -422,7 +495,8 @@ def _confirm_or_exit(results: dict[str, Any], yes: bool) -> None:
     if not sys.stdin.isatty():
         raise InputError("not asking for confirmation without a terminal: re-run with --yes to upgrade, "
                          "or --check for a dry run")
-    if not typer.confirm(f"Apply these plans to {len(changing)} host(s): {', '.join(changing)}?", default=False):
+    if not typer.confirm(f"Apply these plans to {len(changing)} host(s): {', '.join(changing)}?", default=False,
+                         err=True):
         out.print("Nothing was changed.")
         raise typer.Exit(0)
 
@@ -452,13 +526,14 @@ def _failed_last_time(inventory: Path) -> str:
 
 @app.command("upgrade")
 def upgrade(
-    hosts: Annotated[Path, typer.Option("--hosts", "-i", help="Inventory file or directory (INI or YAML).")],
+    hosts: HostsOption,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask before changing hosts.")] = False,
     check_mode: Annotated[bool, typer.Option("--check", help="Dry run: show what would change (with diffs).")]
     = False,
-    limit: Annotated[str | None, typer.Option(help="Only these hosts or groups (Ansible --limit pattern).")] = None,
-    forks: Annotated[int | None, typer.Option(min=1, max=500, help="Hosts worked on at once.")] = None,
-    serial: Annotated[str | None, typer.Option(help="Hosts per batch, e.g. 2 or 25% (rolling upgrade).")] = None,
+    limit: LimitOption = None,
+    forks: ForksOption = None,
+    serial: Annotated[str | None, typer.Option(callback=_serial,
+                                               help="Hosts per batch, e.g. 2 or 25% (rolling upgrade).")] = None,
     max_fail_percent: Annotated[int | None, typer.Option(min=0, max=100,
                                                          help="Stop the run when more hosts of a batch fail.")]
     = None,
@@ -468,6 +543,13 @@ def upgrade(
     reverify: Annotated[bool, typer.Option("--reverify",
                                            help="Take the full path (verification included) on converged hosts too.")]
     = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print report.json on stdout (the rest goes to stderr).")]
+    = False,
+    extra_vars: ExtraVarsOption = None,
+    vault_password_file: VaultFileOption = None,
+    ask_vault_pass: AskVaultOption = False,
+    ask_become_pass: AskBecomeOption = False,
+    verbose: VerboseOption = 0,
 ) -> None:
     """Upgrade every host to its plan: ROCm 7.0 + PyTorch 2.8.0, or the MIOpen fallback profile; then verify.
 
@@ -489,22 +571,26 @@ def upgrade(
         provision upgrade --hosts lab.ini --yes --reverify
 
         provision upgrade --hosts lab.ini --yes --serial 25% --max-fail-percent 10
+
+        provision upgrade -i site.ini --limit gpu_lab --vault-password-file ~/.vault-pass -K --yes --json > run.json
     """
-    from provision.inventory import load_lab
     from provision.progress import ProgressView
     from provision.runner import PlaybookRun
 
-    lab = load_lab(hosts)
+    if as_json:
+        _human_output_to_stderr()
+    if retry_failed and limit:
+        raise InputError("--retry-failed chooses the hosts itself; drop --limit")
+    options = _ansible_options(extra_vars, vault_password_file, ask_vault_pass, ask_become_pass, verbose)
     if retry_failed:
-        if limit:
-            raise InputError("--retry-failed chooses the hosts itself; drop --limit")
         limit = _failed_last_time(hosts)
         out.print(f"retrying: {limit}", markup=False)
+    lab = _load(hosts, limit, options)
     if not yes or check_mode:
         # The plans are shown (and confirmed) before anything changes. With --yes nobody is asked: the
         # upgrade playbook's own preflight plans each host (same planner), which saves a whole pass over
         # the fleet (the controller-overhead goal of bench/bench_controller.py).
-        results, pre = _run_preflight(hosts, [h.name for h in lab.hosts], limit, forks)
+        results, pre = _run_preflight(hosts, [h.name for h in lab.hosts], limit, forks, options)
         _print_preflight(results, pre)
         if any(h.status in ("failed", "unreachable") for h in pre.hosts.values()):
             out.print("[yellow]Some hosts could not be preflighted; they are left out of this run.[/yellow]")
@@ -519,7 +605,7 @@ def upgrade(
         extravars["rocm_preflight_force"] = True
     started = datetime.now(UTC)
     run = PlaybookRun("upgrade.yml", hosts, hosts=[h.name for h in lab.hosts], limit=limit, forks=forks,
-                      extravars=extravars, check=check_mode)
+                      extravars=extravars, check=check_mode, options=options)
     run.extravars["conv_verify_fetch_dir"] = str(run.run_dir / "verify")
     # the host lock's run id: unique even for runs started in the same second with different runs dirs
     lock_id = f"{socket.gethostname()}:{run.run_dir.name}:{uuid.uuid4().hex[:8]}"
@@ -534,16 +620,18 @@ def upgrade(
     doc = outcome.build("upgrade", result, hosts, started, datetime.now(UTC), check_mode=check_mode)
     report.write(doc, result.run_dir)
     if not result.interrupted and not check_mode:
-        _release_locks(hosts, lock_id, [h.name for h in result.hosts.values() if h.status == "failed"])
+        _release_locks(hosts, lock_id, [h.name for h in result.hosts.values() if h.status == "failed"], options)
     out.print(report.markdown(doc).split("\n## ")[0], markup=False, soft_wrap=True)
     out.print(f"report: {result.run_dir / 'report.html'}", markup=False)
+    if as_json:
+        _emit_json(doc)
     if result.interrupted:
         err.print("interrupted: each host's state is in the report; `provision upgrade` resumes from there")
         raise typer.Exit(130)
     raise typer.Exit(report.exit_code(doc))
 
 
-def _release_locks(inventory: Path, lock_id: str, failed: list[str]) -> None:
+def _release_locks(inventory: Path, lock_id: str, failed: list[str], options: AnsibleOptions | None = None) -> None:
     """Release the host lock on hosts that failed mid-run: upgrade.yml's last play never reaches them.
 
     Only a lock with this run's id is removed. An interrupted run releases nothing: the next run from this
@@ -553,7 +641,7 @@ def _release_locks(inventory: Path, lock_id: str, failed: list[str]) -> None:
     if not failed:
         return
     run = PlaybookRun("unlock.yml", inventory, hosts=failed, limit=",".join(failed),
-                      extravars={"rocm_preflight_lock_run_id": lock_id})
+                      extravars={"rocm_preflight_lock_run_id": lock_id}, options=options)
     result = run.run()
     stuck = sorted(n for n, h in result.hosts.items() if h.status in ("failed", "unreachable"))
     if stuck:
@@ -563,9 +651,16 @@ def _release_locks(inventory: Path, lock_id: str, failed: list[str]) -> None:
 
 @app.command("verify")
 def verify(
-    hosts: Annotated[Path, typer.Option("--hosts", "-i", help="Inventory file or directory (INI or YAML).")],
-    limit: Annotated[str | None, typer.Option(help="Only these hosts or groups (Ansible --limit pattern).")] = None,
-    forks: Annotated[int | None, typer.Option(min=1, max=500, help="Hosts worked on at once.")] = None,
+    hosts: HostsOption,
+    limit: LimitOption = None,
+    forks: ForksOption = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print report.json on stdout (the rest goes to stderr).")]
+    = False,
+    extra_vars: ExtraVarsOption = None,
+    vault_password_file: VaultFileOption = None,
+    ask_vault_pass: AskVaultOption = False,
+    ask_become_pass: AskBecomeOption = False,
+    verbose: VerboseOption = 0,
 ) -> None:
     """Run the crash-isolated convolution verification suite on every host and report per host and per case.
 
@@ -573,13 +668,16 @@ def verify(
 
     Example: `provision verify --hosts lab.ini`
     """
-    from provision.inventory import load_lab
     from provision.progress import ProgressView
     from provision.runner import PlaybookRun
 
-    lab = load_lab(hosts)
+    if as_json:
+        _human_output_to_stderr()
+    options = _ansible_options(extra_vars, vault_password_file, ask_vault_pass, ask_become_pass, verbose)
+    lab = _load(hosts, limit, options)
     started = datetime.now(UTC)
-    run = PlaybookRun("verify.yml", hosts, hosts=[h.name for h in lab.hosts], limit=limit, forks=forks)
+    run = PlaybookRun("verify.yml", hosts, hosts=[h.name for h in lab.hosts], limit=limit, forks=forks,
+                      options=options)
     run.extravars["conv_verify_fetch_dir"] = str(run.run_dir / "verify")
     with ProgressView(run.hosts, "verify", err) as view:
         run.on_change = view.update
@@ -588,6 +686,8 @@ def verify(
     report.write(doc, result.run_dir)
     out.print(report.markdown(doc).split("\n## ")[0], markup=False, soft_wrap=True)
     out.print(f"report: {result.run_dir / 'report.html'}", markup=False)
+    if as_json:
+        _emit_json(doc)
     raise typer.Exit(130 if result.interrupted else report.exit_code(doc))
 
 
@@ -596,13 +696,18 @@ def report_cmd(
     run: Annotated[str, typer.Argument(help="A run directory, a run id under the runs directory, or `latest`.")]
     = "latest",
     as_json: Annotated[bool, typer.Option("--json", help="Print the report JSON.")] = False,
+    render: Annotated[bool, typer.Option(
+        "--render", help="Render junit.xml, report.md and report.html again from report.json (e.g. after an "
+                         "upgrade of rocm-provision); without it nothing is written.")] = False,
 ) -> None:
-    """Re-render a past run's report (report.json -> junit.xml, report.md, report.html) and summarise it.
+    """Summarise a past run (the summary table, failures first, and where its files are); re-render on request.
 
-    Runs live in ~/.local/state/rocm-provision/runs (or $PROVISION_RUNS_DIR), one directory per run.
-    Exit code: 0 when every host ended done, fallback-applied, planned, blocked or skipped; 1 otherwise.
+    Runs live in ~/.local/state/rocm-provision/runs (or $PROVISION_RUNS_DIR), one directory per run;
+    report.json is the source of the other files. Exit code: 0 when every host ended done,
+    fallback-applied, planned, blocked or skipped; 1 otherwise.
 
-    Examples: `provision report`, `provision report 20261126T061909Z-upgrade --json`
+    Examples: `provision report`, `provision report 20261126T061909Z-upgrade --json`,
+    `provision report latest --render`
     """
     from provision.runner import runs_dir
 
@@ -615,12 +720,18 @@ def report_cmd(
     else:
         run_dir = Path(run) if Path(run).exists() else base / run
     doc = report.load(run_dir)
-    report.write(doc, run_dir if run_dir.is_dir() else run_dir.parent)
+    folder = run_dir if run_dir.is_dir() else run_dir.parent
+    if render:
+        report.write(doc, folder)
     if as_json:
         _emit_json(doc)
     else:
-        out.print(report.markdown(doc), markup=False, soft_wrap=True)
-        out.print(f"report: {(run_dir if run_dir.is_dir() else run_dir.parent) / 'report.html'}", markup=False)
+        out.print(report.markdown(doc).split("\n## ")[0], markup=False, soft_wrap=True)
+        stale = report.stale_files(folder)
+        out.print(f"report: {folder / 'report.html'} (also report.md, junit.xml; source report.json)", markup=False)
+        if stale:
+            err.print(f"[yellow]{escape(', '.join(stale))} missing or older than report.json: "
+                      f"`provision report {escape(str(folder))} --render` writes them again[/yellow]")
     raise typer.Exit(report.exit_code(doc))
 
 
@@ -628,30 +739,68 @@ def _raise_interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
 
+def _usage(argv: list[str]) -> tuple[str, str] | None:
+    """The usage line and command path of the (sub)command that argv names, e.g. ("Usage: provision upgrade
+    [OPTIONS]", "provision upgrade"), to show under an error found once the command had started."""
+    try:
+        command: Any = typer.main.get_command(app)
+        path = ["provision"]
+        for word in argv:
+            commands = getattr(command, "commands", None)
+            if not commands or word.startswith("-") or word not in commands:
+                break
+            command, path = commands[word], [*path, word]
+        ctx = command.make_context(" ".join(path), [], resilient_parsing=True)
+        return str(ctx.get_usage()), " ".join(path)
+    except Exception:  # the usage is a courtesy: never let it hide the error itself
+        return None
+
+
+def _show_usage_error(message: str, usage: tuple[str, str] | None) -> None:
+    """A usage error: the command's usage, where to find help, and one line saying what was wrong."""
+    if usage is not None:
+        err.print(usage[0], markup=False, highlight=False)
+        err.print(f"Try '{usage[1]} --help' for help.", markup=False, highlight=False)
+    err.print("[red]error:[/red] ", end="")
+    err.print(message, markup=False, soft_wrap=True)
+
+
 def main() -> None:
-    """Console-script entry point: turn expected errors into a message and an exit code, never a traceback."""
+    """Console-script entry point: turn expected errors into a message and an exit code, never a traceback.
+
+    Usage errors (a missing or unknown option, a bad value, an unknown command, a file that is not there) exit 2
+    with the command's usage and one line saying what was wrong; a bare `provision` shows the help (exit 2)."""
     signal.signal(signal.SIGTERM, _raise_interrupt)  # SIGTERM stops a run as cleanly as Ctrl-C does
     try:
-        code = app(standalone_mode=False)  # with standalone_mode off, click returns typer.Exit codes
+        code = app(standalone_mode=False)  # with standalone_mode off, Typer returns typer.Exit codes
         sys.exit(code if isinstance(code, int) else 0)
+    except typer.TyperException as exc:  # Typer's command-line errors: UsageError, BadParameter, NoSuchOption...
+        if type(exc).__name__ == "NoArgsIsHelpError":  # the help is printed already (a bare command or group)
+            sys.exit(2)
+        ctx = getattr(exc, "ctx", None)
+        usage = (str(ctx.get_usage()), str(ctx.command_path)) if ctx is not None else _usage(sys.argv[1:])
+        _show_usage_error(exc.format_message(), usage)
+        sys.exit(exc.exit_code)
+    except InventoryError as exc:  # a whole list of problems in a file: the usage would only hide them
+        err.print("[red]error:[/red] ", end="")
+        err.print(str(exc), markup=False, soft_wrap=True)
+        sys.exit(exc.exit_code)
+    except InputError as exc:  # a bad value the command itself found: a usage error too
+        _show_usage_error(str(exc), _usage(sys.argv[1:]))
+        sys.exit(exc.exit_code)
     except ProvisionError as exc:
         err.print("[red]error:[/red] ", end="")
         err.print(redact_text(str(exc)), markup=False, soft_wrap=True)
         sys.exit(exc.exit_code)
     except typer.Exit as exc:
         sys.exit(exc.exit_code)
-    except typer.Abort:
+    except (typer.Abort, EOFError):
         err.print("aborted")
         sys.exit(130)
     except KeyboardInterrupt:
         err.print("interrupted")
         sys.exit(130)
-    except Exception as exc:  # click usage errors and anything unexpected
-        import click
-
-        if isinstance(exc, click.exceptions.ClickException):
-            exc.show()
-            sys.exit(exc.exit_code)
+    except Exception as exc:  # anything unexpected
         if os.environ.get("PROVISION_DEBUG"):
             raise
         err.print("[red]internal error:[/red] ", end="")

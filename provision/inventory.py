@@ -14,14 +14,17 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
 from provision.catalog import catalog, gfx_from_version
 from provision.envcatalog import env_catalog
-from provision.errors import InventoryError, Problem
+from provision.errors import InputError, InventoryError, Problem
 from provision.specs import ALLOWED, PREFIX, RUN_VARIABLES, SECRET_FIELDS, VARIABLES, HostSpec
+
+if TYPE_CHECKING:
+    from provision.ansible_options import AnsibleOptions
 
 # Only file formats a user writes by hand. Script and plugin-config inventories would run code or
 # reach the network during what must be a side-effect-free validation.
@@ -38,9 +41,11 @@ _USER_RE = re.compile(r"^[a-z_][a-z0-9_.-]{0,31}\$?\Z")  # \Z: `$` would let a t
 _CONNECTIONS = {"ssh", "local", "paramiko", "paramiko_ssh", "smart", "ansible.builtin.ssh",
                 "ansible.builtin.local", "ansible.builtin.paramiko_ssh"}
 _TEMPLATE_RE = re.compile(r"\{\{|\{%")
+_CONNECTION_VARS = ("ansible_host", "ansible_port", "ansible_user", "ansible_connection")
+_NO_VAULT_PASSWORD = ("is encrypted with Ansible Vault and no vault password was given: use --vault-password-file "
+                      "FILE, --ask-vault-pass or ANSIBLE_VAULT_PASSWORD_FILE")
 _INVENTORY_NAME_RE = re.compile(r"^(?!\.)(?!-)[A-Za-z0-9_.:-]{1,253}\Z")
 _SCOPE_ID_RE = re.compile(r"^[A-Za-z0-9_.-]{1,15}\Z")  # an interface name (IFNAMSIZ 16) or a number
-_VAULTED_PLACEHOLDER = "vaulted-checked-at-run-time"
 _LOOPBACK_NAMES = {"localhost", "localhost.localdomain", "ip6-localhost", "ip6-loopback"}
 
 
@@ -73,7 +78,8 @@ class HostEntry:
 @dataclass
 class Lab:
     source: str
-    hosts: list[HostEntry]
+    hosts: list[HostEntry]  # the hosts selected (all of them, or those matching --limit), each valid
+    skipped: list[str] = field(default_factory=list)  # warnings: hosts outside --limit that are not valid
 
 
 def _origin(value: Any) -> str | None:
@@ -117,8 +123,12 @@ def _ansible_quiet() -> Iterator[list[str]]:
                 os.environ[key] = value
 
 
-def load_lab(source: str | os.PathLike[str]) -> Lab:
-    """Load and validate an inventory file or directory. Raises InventoryError listing every problem."""
+def load_lab(source: str | os.PathLike[str], limit: str | None = None, options: AnsibleOptions | None = None) -> Lab:
+    """Load and validate an inventory file or directory. Raises InventoryError listing every problem.
+
+    With `limit` (an Ansible --limit pattern) only the hosts it selects must be valid: the problems of the
+    others come back as `Lab.skipped` warnings. `options` brings vault secrets and extra vars (-e), which take
+    part in validation exactly as they will in the playbook run; vaulted values are validated decrypted."""
     path = Path(source)
     if not path.exists():
         raise InventoryError([Problem(f"inventory not found: {path}", file=str(path),
@@ -142,6 +152,8 @@ def load_lab(source: str | os.PathLike[str]) -> Lab:
         C.INVENTORY_ENABLED = _ANSIBLE_ENV["ANSIBLE_INVENTORY_ENABLED"].split(",")
         C.INVENTORY_ANY_UNPARSED_IS_FAILED = True
         loader = DataLoader()
+        if options is not None:
+            options.apply(loader)
         try:
             inventory = InventoryManager(loader=loader, sources=[str(path)])
         except AnsibleError as exc:
@@ -150,46 +162,53 @@ def load_lab(source: str | os.PathLike[str]) -> Lab:
             reasons = "; ".join(dict.fromkeys(mine or captured)) or str(exc)
             raise InventoryError([Problem(f"cannot parse the inventory: {reasons}", file=str(path),
                                           allowed="Ansible INI or YAML inventory syntax")]) from None
-        variables = VariableManager(loader=loader, inventory=inventory)
         hosts = inventory.get_hosts()
         if not hosts:
             raise InventoryError([Problem("the inventory defines no hosts", file=str(path),
                                           allowed="at least one host")])
+        selected = {h.name for h in hosts}
+        if limit:
+            inventory.subset(limit)
+            selected = {h.name for h in inventory.get_hosts()}
+            if not selected:
+                raise InputError(f"--limit {limit!r} matches no host of {path} (give host or group names, or "
+                                 "patterns such as 'ws-*' or 'gpu_lab:!instinct')")
         try:
+            variables = VariableManager(loader=loader, inventory=inventory)
             raw = [(h, variables.get_vars(host=h, include_hostvars=False)) for h in hosts]
-        except AnsibleError as exc:  # group_vars/host_vars that ansible-core cannot read (vault, YAML, shape)
+        except AnsibleError as exc:  # group_vars/host_vars ansible-core cannot read (vault, YAML, shape)
             raise InventoryError([_ansible_problem(exc, path)]) from None
 
     problems: list[Problem] = []
+    skipped: list[str] = []
     entries = []
     for host, hostvars in raw:
+        found: list[Problem] = []
         entry = _validate_host(host.name, [g.name for g in host.get_groups() if g.name != "all"],
-                               hostvars, str(path), problems)
+                               hostvars, str(path), found)
+        if host.name not in selected:
+            skipped += [f"skipped (not in --limit): {p.render()}" for p in found]
+            continue
+        problems += found
         if entry:
             entries.append(entry)
     problems += _cross_host_problems(entries, str(path))
     if problems:
         raise InventoryError(problems)
-    return Lab(source=str(path), hosts=entries)
+    return Lab(source=str(path), hosts=entries, skipped=skipped)
 
 
-def _is_templated(value: Any, depth: int = 0) -> bool:
+def _is_template(value: Any, depth: int = 0) -> bool:
     """A Jinja2 template anywhere in the value (left to ansible-playbook: never rendered here)."""
     if depth > 20:
         return False
     if isinstance(value, str):
         return bool(_TEMPLATE_RE.search(value))
     if isinstance(value, dict):
-        return any(_is_templated(k, depth + 1) or _is_templated(v, depth + 1) for k, v in value.items())
+        return any(_is_template(k, depth + 1) or _is_template(v, depth + 1) for k, v in value.items())
     if isinstance(value, list | tuple):
-        return any(_is_templated(v, depth + 1) for v in value)
+        return any(_is_template(v, depth + 1) for v in value)
     return False
-
-
-def _is_vaulted(value: Any) -> bool:
-    """An inline `!vault` value that could not be decrypted here (no vault password given)."""
-    name = type(value).__name__
-    return "Vault" in name or "Encrypted" in name
 
 
 def _ansible_problem(exc: Exception, path: Path) -> Problem:
@@ -212,36 +231,55 @@ def _ansible_problem(exc: Exception, path: Path) -> Problem:
 def _validate_host(name: str, groups: list[str], hostvars: dict[str, Any], file: str,
                    problems: list[Problem]) -> HostEntry | None:
     before = len(problems)
+    origins = {key: _origin(value) for key, value in hostvars.items()
+               if key.startswith(PREFIX) or key in _CONNECTION_VARS}
+    vaulted: set[str] = set()  # decrypted values: validated like any other, never shown
 
     def problem(variable: str | None, message: str, value: Any = None, allowed: str | None = None) -> None:
-        where = _origin(hostvars.get(variable)) if variable else None
-        problems.append(Problem(message, file=where or file, host=name, variable=variable, value=value,
-                                allowed=allowed))
+        where = origins.get(variable) if variable else None
+        problems.append(Problem(message, file=where or file, host=name, variable=variable,
+                                value=None if variable in vaulted else value, allowed=allowed))
 
     if not _INVENTORY_NAME_RE.match(name):
         problem(None, f"host name {name!r} cannot be used: it becomes a file name on the controller (run "
                 "directories, reports), so it may not hold /, .. or characters outside letters, digits and . _ - :",
                 None, "letters, digits and . _ - : (at most 253 characters, not starting with . or -)")
+    hostvars = dict(hostvars)
+    undecrypted = False
+    for key in origins:
+        try:
+            revealed = _reveal(hostvars[key])
+        except _VaultError as exc:
+            problem(key, str(exc))
+            hostvars.pop(key)
+            undecrypted = True
+            continue
+        if revealed is not hostvars[key]:
+            vaulted.add(key)
+            hostvars[key] = revealed
+
+    templated: list[str] = [key for key in _CONNECTION_VARS if key in hostvars and _is_template(hostvars[key])]
     address = str(hostvars.get("ansible_host", name))
-    if not _is_host_address(address):
+    if "ansible_host" not in templated and not _is_host_address(address):
         problem("ansible_host" if "ansible_host" in hostvars else None,
                 "is not a host name or IP address" if "ansible_host" in hostvars
                 else f"host name {name!r} is not a valid host name and no ansible_host is set",
                 address, "a DNS name or an IPv4/IPv6 address")
     port = _int_or_none(hostvars.get("ansible_port"))
-    if "ansible_port" in hostvars and (port is None or not 1 <= port <= 65535):
+    if "ansible_port" in hostvars and "ansible_port" not in templated and (port is None or not 1 <= port <= 65535):
         problem("ansible_port", "is not a TCP port", hostvars.get("ansible_port"), "an integer from 1 to 65535")
     user = hostvars.get("ansible_user")
-    if user is not None and (not isinstance(user, str) or not _USER_RE.match(user)):
+    if "ansible_user" in templated:
+        user = None
+    elif user is not None and (not isinstance(user, str) or not _USER_RE.match(user)):
         problem("ansible_user", "is not a valid user name", user,
                 "a Linux user name (lower case letters, digits, _ . -)")
     connection = str(hostvars.get("ansible_connection", "ssh"))
-    if connection not in _CONNECTIONS:
+    if "ansible_connection" not in templated and connection not in _CONNECTIONS:
         problem("ansible_connection", "is not a connection this tool supports", connection,
                 ", ".join(sorted(_CONNECTIONS)))
 
     warnings: list[str] = []
-    templated: list[str] = []
     settings: dict[str, Any] = {}
     for key, value in hostvars.items():
         if not key.startswith(PREFIX) or key.startswith("provision_lab_") or key in RUN_VARIABLES:
@@ -251,13 +289,8 @@ def _validate_host(name: str, groups: list[str], hostvars: dict[str, Any], file:
             hint = f"; did you mean {close[0]}?" if close else ""
             problem(key, f"is not a variable this tool knows{hint}", None, ", ".join(VARIABLES))
             continue
-        if _is_templated(value):
+        if _is_template(value):
             templated.append(key)
-            continue
-        if _is_vaulted(value):
-            templated.append(key)  # decrypted by ansible-playbook at run time; never shown
-            if key == PREFIX + "repo_password":
-                settings["repo_password"] = _VAULTED_PLACEHOLDER  # the pair check still sees both halves
             continue
         settings[key[len(PREFIX):]] = value
 
@@ -270,6 +303,8 @@ def _validate_host(name: str, groups: list[str], hostvars: dict[str, Any], file:
     except ValidationError as exc:
         for err in exc.errors():
             fld = str(err["loc"][0]) if err["loc"] else ""
+            if not fld and undecrypted:  # e.g. "username and password go together": the password is there, vaulted
+                continue
             var = PREFIX + fld if fld else None
             message = err["msg"].removeprefix("Value error, ")
             value = None if fld in SECRET_FIELDS else settings.get(fld)
@@ -339,7 +374,7 @@ def _cross_host_problems(entries: list[HostEntry], file: str) -> list[Problem]:
             "upgrading it twice at once would run two package managers on it", file=file,
             variable="ansible_connection", allowed="at most one host with ansible_connection=local"))
     for entry in entries:
-        if entry.connection in ("local", "ansible.builtin.local"):
+        if entry.connection in ("local", "ansible.builtin.local") or "ansible_host" in entry.templated:
             continue
         key = _machine_key(entry)
         if local_hosts and key == ("localhost", 22):  # this controller's own sshd
@@ -355,6 +390,34 @@ def _cross_host_problems(entries: list[HostEntry], file: str) -> list[Problem]:
                 value=f"{entry.address}:{entry.port or 22}", allowed="one inventory entry per machine"))
         seen.setdefault(key, entry.name)
     return problems
+
+
+class _VaultError(Exception):
+    pass
+
+
+def _reveal(value: Any) -> Any:
+    """A value with its Ansible Vault parts decrypted (the value itself when nothing in it is vaulted)."""
+    from ansible.parsing.vault import EncryptedString, VaultSecretsContext
+
+    if isinstance(value, EncryptedString):
+        context = VaultSecretsContext.current(optional=True)
+        if context is None or not context.secrets:
+            raise _VaultError(_NO_VAULT_PASSWORD)
+        try:
+            return str(value)
+        except Exception as exc:  # AnsibleVaultError and kin: wrong password, damaged ciphertext
+            text = str(getattr(exc, "message", "") or exc).strip().splitlines()
+            reason = text[0] if text else type(exc).__name__
+            raise _VaultError("is encrypted with Ansible Vault and could not be decrypted with the vault "
+                              f"password(s) given: {reason}") from None
+    if isinstance(value, dict):
+        items = {k: _reveal(v) for k, v in value.items()}
+        return value if all(items[k] is value[k] for k in value) else items
+    if isinstance(value, list):
+        revealed = [_reveal(v) for v in value]
+        return value if all(a is b for a, b in zip(revealed, value, strict=True)) else revealed
+    return value
 
 
 def _int_or_none(value: Any) -> int | None:

@@ -72,6 +72,7 @@ def _verification(stats: dict[str, Any] | None) -> dict[str, Any] | None:
         "env": doc.get("env", {}),
         "json": str(path) if path.is_file() else None,
         "cases": [{k: c.get(k) for k in keep} for c in doc.get("cases", [])],
+        "detection_floors": doc.get("detection_floors"),
     }
 
 
@@ -105,6 +106,7 @@ def build(command: str, run: RunResult, inventory: Path, started: datetime, fini
     after_all: dict[str, Any] = stats.get("provision_after") or {}
     verify_all: dict[str, Any] = stats.get("provision_verify") or {}
     converged_all: dict[str, Any] = stats.get("provision_converged") or {}
+    reboot_all: dict[str, Any] = stats.get("provision_reboot_pending") or {}
     hosts = []
     for name in sorted(run.hosts):
         progress = run.hosts[name]
@@ -126,7 +128,12 @@ def build(command: str, run: RunResult, inventory: Path, started: datetime, fini
             "phases": progress.phase_records(),
             "changed": progress.changed,
             "converged": name in converged_all and state in ("done", "fallback-applied", "planned"),
-            "duration_s": round(progress.elapsed, 1),
+            # the host's own time (its tasks' run time, waits for other hosts left out); span: first task
+            # start to last task end
+            "duration_s": round(progress.own_duration, 1),
+            "span_s": round(progress.span, 1),
+            # the new driver is installed but loads only after a reboot nobody was allowed to do
+            "reboot_pending": bool(reboot_all.get(name)),
             "verification": verification,
         })
     return {

@@ -1,7 +1,7 @@
 """Run reports: one directory per run with report.json (versioned), junit.xml, report.md and report.html.
 
-The JSON is the source of truth; the other three are rendered from it, so `provision report RUN`
-re-renders a past run exactly.
+The JSON is the source of truth; the other three are rendered from it (the HTML by provision.report_html), so
+`provision report RUN --render` re-renders a past run exactly.
 """
 
 from __future__ import annotations
@@ -12,6 +12,8 @@ import os
 from pathlib import Path
 from typing import Any
 from xml.etree import ElementTree as ET
+
+from provision.convcheck import floors
 
 SCHEMA_VERSION = 1
 STATES = ("done", "fallback-applied", "failed", "unreachable", "blocked", "skipped", "planned")
@@ -58,6 +60,13 @@ def write(report: dict[str, Any], run_dir: Path) -> list[Path]:
         os.replace(tmp, path)
         paths.append(path)
     return paths
+
+
+def stale_files(run_dir: Path) -> list[str]:
+    """The rendered files of a run that are missing or older than its report.json."""
+    source = (run_dir / "report.json").stat().st_mtime
+    return [name for name in REPORT_FILES[1:]
+            if not (run_dir / name).is_file() or (run_dir / name).stat().st_mtime < source]
 
 
 def load(run_dir: Path) -> dict[str, Any]:
@@ -115,164 +124,185 @@ def junit(report: dict[str, Any]) -> str:
     return ET.tostring(suites, encoding="unicode", xml_declaration=True) + "\n"
 
 
+# ------------------------------------------------------------------------------------------------ Summary
+# Shared by the Markdown and HTML reports: the order hosts are listed in and the short texts of the summary.
+
+ATTENTION = {"failed": 0, "unreachable": 1, "blocked": 2, "reboot-pending": 3, "skipped": 4, "planned": 5,
+             "fallback-applied": 6, "done": 7}
+NOT_PASSED = ("fail", "crash", "timeout", "error")
+
+
+def attention(host: dict[str, Any]) -> int:
+    """How soon a reader must look at a host: failed and unreachable first, then blocked, then a pending reboot."""
+    state = host_state(host)
+    if host.get("reboot_pending") and state not in ("failed", "unreachable", "blocked"):
+        return ATTENTION["reboot-pending"]
+    return ATTENTION.get(state, len(ATTENTION))
+
+
+def ordered(hosts: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Hosts failures first (see `attention`), then by name."""
+    return sorted(hosts, key=lambda h: (attention(h), str(h.get("name"))))
+
+
+def reboot_pending(hosts: list[dict[str, Any]]) -> list[str]:
+    return [str(h["name"]) for h in ordered(hosts) if h.get("reboot_pending")]
+
+
+def cases(host: dict[str, Any]) -> list[dict[str, Any]]:
+    return list((host.get("verification") or {}).get("cases") or [])
+
+
+def counts(host: dict[str, Any]) -> dict[str, int]:
+    """A host's verification counts by status, with `total`: from its cases, else from the recorded summary."""
+    listed = cases(host)
+    if listed:
+        found: dict[str, int] = {}
+        for c in listed:
+            found[str(c.get("status"))] = found.get(str(c.get("status")), 0) + 1
+        return found | {"total": len(listed)}
+    summary = (host.get("verification") or {}).get("summary") or {}
+    found = {k: int(v) for k, v in summary.items() if isinstance(v, int | float) and k != "total"}
+    total = summary.get("total")
+    return found | {"total": int(total) if isinstance(total, int | float) else sum(found.values())}
+
+
+def verification_text(host: dict[str, Any]) -> str:
+    """`pass (30/30 pass on cpu)`, `fail (27/30 pass: 2 crash, 1 fail)`; the device only when it is not a GPU."""
+    verification = host.get("verification") or {}
+    if not verification:
+        return "-"
+    n = counts(host)
+    where = (verification.get("device") or {}).get("type")
+    on = f" on {where}" if where and where != "cuda" else ""
+    bad = ", ".join(f"{n[s]} {s}" for s in (*NOT_PASSED, "skipped") if n.get(s))
+    text = f"{verification.get('verdict')} ({n.get('pass', 0)}/{n.get('total', 0)} pass{on}{': ' + bad if bad else ''})"
+    if verification.get("verified_at"):
+        text += f", converged: last verified {verification['verified_at']}"
+    return text
+
+
+def gpu_text(host: dict[str, Any]) -> str:
+    return "; ".join(f"{g.get('pci_id') or '?'} {g.get('gfx') or g.get('gfx_runtime') or ''}".strip()
+                     for g in host.get("gpus") or [] if g.get("role") == "compute") or "-"
+
+
+def _short_torch(version: str) -> str:
+    """`2.8.0+rocm7.0.0.git64359f59` -> `2.8.0+rocm7.0.0` (the full version is in the host's details)."""
+    head, sep, tail = version.partition(".git")
+    return head if sep and all(ch in "0123456789abcdef" for ch in tail) else version
+
+
+def change_text(host: dict[str, Any]) -> str:
+    """Before -> after in a few words: `ROCm 5.2.0 → 7.0.0, torch 2.8.0+rocm7.0.0`, `ROCm 5.2.0 (kept)`."""
+    before, after = host.get("before") or {}, host.get("after") or {}
+    if not (before or after or host.get("plan")):
+        return "-"  # never preflighted (unreachable): nothing is known
+    b, a = before.get("rocm"), after.get("rocm")
+    if b and a:
+        rocm = f"ROCm {b} (kept)" if a == b else f"ROCm {b} → {a}"
+    elif a:
+        rocm = f"ROCm none → {a}"
+    elif b:
+        rocm = f"ROCm {b}"
+    else:
+        rocm = "no ROCm"
+    torch = after.get("torch")
+    return f"{rocm}, torch {_short_torch(str(torch))}" if torch else rocm
+
+
+def duration_text(seconds: Any) -> str:
+    """`42 s`, `6 m 05 s`, `1 h 02 m`."""
+    s = round(float(seconds or 0))
+    if s < 100:
+        return f"{s} s"
+    if s < 3600:
+        return f"{s // 60} m {s % 60:02d} s"
+    return f"{s // 3600} h {s % 3600 // 60:02d} m"
+
+
+def state_text(host: dict[str, Any]) -> str:
+    return str(host.get("state")) + (", reboot pending" if host.get("reboot_pending") else "")
+
+
 # ------------------------------------------------------------------------------------------------ Markdown
 
 
-def _versions(side: dict[str, Any] | None) -> str:
+def versions_text(side: dict[str, Any] | None) -> str:
     side = side or {}
     return ", ".join(f"{k} {v}" for k, v in side.items() if v) or "-"
 
 
+def _md(value: Any) -> str:
+    """Text from hosts made safe in a Markdown table cell or line: no pipes, HTML or line breaks of its own."""
+    text = " ".join(str("" if value is None else value).split())
+    return html.escape(text, quote=False).replace("|", "\\|")
+
+
 def markdown(report: dict[str, Any]) -> str:
+    """The summary table (failures first, then pending reboots, then the rest) and a section per host."""
     run = report["run"]
+    hosts = ordered(report["hosts"])
+    by_state = ", ".join(f"{n} {s}" for s, n in sorted(report["summary"]["by_state"].items(),
+                                                       key=lambda kv: ATTENTION.get(kv[0], 99)))
+    check = " — check mode, nothing changed" if run.get("check_mode") else ""
     lines = [
         f"# provision {run['command']}: {report['summary']['hosts']} host(s)",
         "",
-        f"Run `{run['id']}` on `{run['inventory']}`, {run['started']} → {run['finished']} "
-        f"({run['duration_s']:.0f} s){' — check mode, nothing changed' if run.get('check_mode') else ''}. "
-        f"Pins {report['tool']['pins_version']}, rocm-provision {report['tool']['version']}.",
+        f"Run `{run['id']}` on `{_md(run['inventory'])}`, {run['started']} → {run['finished']} "
+        f"({duration_text(run['duration_s'])} in all){check}. "
+        f"Pins {report['tool']['pins_version']}, rocm-provision {report['tool']['version']}. Hosts: {by_state}.",
         "",
-        "| host | state | plan | GPU | before | after | verification | changed | time |",
-        "|---|---|---|---|---|---|---|---|---|",
     ]
-    for h in report["hosts"]:
-        gpus = "; ".join(f"{g.get('pci_id') or '?'} {g.get('gfx') or g.get('gfx_runtime') or ''}"
-                         for g in h.get("gpus", []) if g.get("role") == "compute") or "-"
-        verification = h.get("verification") or {}
-        vtext = "-"
-        if verification:
-            s = verification.get("summary") or {}
-            where = (verification.get("device") or {}).get("type")
-            on = f" on {where}" if where else ""
-            vtext = f"{verification.get('verdict')} ({s.get('pass', 0)}/{s.get('total', 0)} pass{on})"
-            if verification.get("verified_at"):
-                vtext += f", converged: last verified {verification['verified_at']}"
+    pending = reboot_pending(hosts)
+    if pending:
+        lines += [f"**Reboot pending on {len(pending)} host(s)**: the new amdgpu driver loads only after a reboot "
+                  f"(not allowed in this run): {_md(', '.join(pending))}.", ""]
+    lines += [
+        "| host | state | plan | GPU | before → after | verification | changed | time |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for h in hosts:
+        state = f"**{_md(h['state'])}**" + (" ⟳ **reboot pending**" if h.get("reboot_pending") else "")
         lines.append(
-            f"| {h['name']} | **{h['state']}** | {(h.get('plan') or {}).get('action', '-')} | {gpus} | "
-            f"{_versions(h.get('before'))} | {_versions(h.get('after'))} | {vtext} | {h.get('changed', 0)} | "
-            f"{h.get('duration_s', 0):.0f} s |"
+            f"| {_md(h['name'])} | {state} | {_md((h.get('plan') or {}).get('action', '-'))} | {_md(gpu_text(h))} | "
+            f"{_md(change_text(h))} | {_md(verification_text(h))} | {h.get('changed', 0)} | "
+            f"{duration_text(h.get('duration_s'))} |"
         )
     lines.append("")
-    for h in report["hosts"]:
-        lines.append(f"## {h['name']}: {h['state']}")
+    for h in hosts:
+        lines.append(f"## {_md(h['name'])}: {_md(state_text(h))}")
         if h.get("reason"):
-            lines.append(f"\n{h['reason']}\n")
+            lines.append(f"\n{_md(h['reason'])}\n")
         plan = h.get("plan") or {}
         for r in plan.get("reasons", []):
-            lines.append(f"- {r}")
+            lines.append(f"- {_md(r)}")
         for w in plan.get("warnings", []):
-            lines.append(f"- ⚠ {w}")
+            lines.append(f"- ⚠ {_md(w)}")
         if plan.get("env"):
-            lines.append("- env set: " + ", ".join(f"`{k}={v}`" for k, v in plan["env"].items()))
+            lines.append("- env set: " + ", ".join(f"`{_md(k)}={_md(v)}`" for k, v in plan["env"].items()))
         if plan.get("env_remove"):
-            lines.append("- env removed: " + ", ".join(f"`{k}`" for k in plan["env_remove"]))
-        bad = [c for c in ((h.get("verification") or {}).get("cases") or []) if c["status"] not in ("pass", "skipped")]
+            lines.append("- env removed: " + ", ".join(f"`{_md(k)}`" for k in plan["env_remove"]))
+        lines.append(f"- before: {_md(versions_text(h.get('before')))}; after: {_md(versions_text(h.get('after')))}")
+        lines.append(f"- own time {duration_text(h.get('duration_s'))} (first task to last: "
+                     f"{duration_text(h.get('span_s', h.get('duration_s')))}), {h.get('changed', 0)} changed")
+        bad = [c for c in cases(h) if c.get("status") in NOT_PASSED]
         for c in bad[:20]:
-            lines.append(f"- verification {c['status']}: `{c['name']}` {c.get('error') or ''}")
+            lines.append(f"- verification {_md(c['status'])}: `{_md(c['name'])}` {_md(c.get('error') or '')}")
+        if len(bad) > 20:
+            lines.append(f"- … {len(bad) - 20} more (report.json, report.html)")
+        detection = (h.get("verification") or {}).get("detection_floors")
+        if detection:
+            lines += ["", "Detection floor: the largest uniform relative error of a result that a checked pass "
+                      "could miss (worst per dtype and pass):", "", *floors.markdown_lines(detection)]
         lines.append("")
     return "\n".join(lines)
 
 
 # ------------------------------------------------------------------------------------------------ HTML
 
-_CSS = """
-body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2rem;color:#1b1f24;background:#f6f8fa}
-h1{font-size:1.4rem}h2{font-size:1.1rem;margin:0 0 .4rem}
-.meta{color:#57606a;margin-bottom:1rem}
-.cards{display:grid;grid-template-columns:repeat(auto-fill,minmax(22rem,1fr));gap:1rem}
-.card{background:#fff;border:1px solid #d0d7de;border-radius:8px;padding:1rem;border-top:6px solid #8c959f}
-.card.done{border-top-color:#1a7f37}.card.fallback-applied{border-top-color:#0969da}
-.card.failed{border-top-color:#cf222e}.card.unreachable{border-top-color:#cf222e}
-.card.blocked{border-top-color:#bf8700}.card.skipped,.card.planned{border-top-color:#8c959f}
-.state{font-weight:600}.muted{color:#57606a}ul{padding-left:1.1rem;margin:.3rem 0}
-table{border-collapse:collapse;width:100%;background:#fff;margin-top:1rem;font-size:.9rem}
-th,td{border:1px solid #d0d7de;padding:.3rem .5rem;text-align:left}th{background:#eaeef2}
-td.pass{color:#1a7f37}td.fail,td.crash,td.timeout,td.error{color:#cf222e;font-weight:600}
-svg text{font-size:11px;font-family:inherit}
-"""
-
-
-def _e(value: Any) -> str:
-    return html.escape("" if value is None else str(value))
-
-
-def _card(h: dict[str, Any]) -> str:
-    plan = h.get("plan") or {}
-    items = "".join(f"<li>{_e(r)}</li>" for r in plan.get("reasons", []))
-    items += "".join(f"<li class='muted'>⚠ {_e(w)}</li>" for w in plan.get("warnings", []))
-    gpus = "<br>".join(
-        f"{_e(g.get('pci_id') or '?')} {_e(g.get('name'))} "
-        f"({_e(g.get('gfx') or g.get('gfx_runtime'))}, {_e(g.get('role'))})"
-        for g in h.get("gpus", []))
-    verification = h.get("verification") or {}
-    vline = ""
-    if verification:
-        s = verification.get("summary") or {}
-        where = ((verification.get("device") or {}).get("type") or "")
-        vline = (f"<p>verification{' on ' + _e(where) if where else ''}: <b>{_e(verification.get('verdict'))}</b>"
-                 f" — {_e(s.get('pass', 0))} pass, "
-                 f"{_e(s.get('fail', 0))} fail, {_e(s.get('crash', 0))} crash of {_e(s.get('total', 0))}</p>")
-    return (
-        f"<div class='card {_e(host_state(h))}'><h2>{_e(h['name'])}</h2>"
-        f"<p class='state'>{_e(h['state'])}</p>"
-        + (f"<p>{_e(h.get('reason'))}</p>" if h.get("reason") and h.get("reason") != "; ".join(
-            plan.get("reasons", [])) else "")
-        + f"<p>plan: <b>{_e(plan.get('action', '-'))}</b></p><ul>{items}</ul>"
-        f"<p class='muted'>{gpus}</p>"
-        f"<p>before: {_e(_versions(h.get('before')))}<br>after: {_e(_versions(h.get('after')))}</p>"
-        f"{vline}<p class='muted'>{_e(h.get('changed', 0))} changed, {_e(round(h.get('duration_s', 0)))} s</p></div>"
-    )
-
-
-def _chart(rows: list[tuple[str, str, float]]) -> str:
-    """Horizontal bars of achieved TFLOP/s, one per (host, case); plain inline SVG, no scripts."""
-    if not rows:
-        return "<p class='muted'>No TFLOP/s were measured (no GPU ran the cases).</p>"
-    rows = sorted(rows, key=lambda r: -r[2])[:40]
-    top = max(r[2] for r in rows) or 1.0
-    bar_h, label_w, width = 16, 360, 820
-    parts = [f"<svg role='img' aria-label='TFLOP/s per case' width='{width}' height='{bar_h * len(rows) + 10}' "
-             "xmlns='http://www.w3.org/2000/svg'>"]
-    for i, (host, case, value) in enumerate(rows):
-        y = 5 + i * bar_h
-        w = max(1.0, (width - label_w - 70) * value / top)
-        parts.append(f"<text x='0' y='{y + 12}'>{_e(host)}: {_e(case[:48])}</text>"
-                     f"<rect x='{label_w}' y='{y + 2}' width='{w:.1f}' height='{bar_h - 4}' fill='#0969da'/>"
-                     f"<text x='{label_w + w + 4:.1f}' y='{y + 12}'>{value:.2f}</text>")
-    parts.append("</svg>")
-    return "".join(parts)
-
 
 def html_page(report: dict[str, Any]) -> str:
-    run = report["run"]
-    counts = ", ".join(f"{n} {s}" for s, n in sorted(report["summary"]["by_state"].items()))
-    rows = []
-    chart_rows = []
-    for h in report["hosts"]:
-        for c in ((h.get("verification") or {}).get("cases") or []):
-            frac = c.get("peak_fraction")
-            status = _e(c["status"])
-            share = f"{frac:.1%}" if isinstance(frac, float) else ""
-            rows.append(
-                f"<tr><td>{_e(h['name'])}</td><td>{_e(c['name'])}</td><td class='{status}'>{status}</td>"
-                f"<td>{_e(round(c.get('time_s') or 0, 4))}</td><td>{_e(c.get('tflops'))}</td>"
-                f"<td>{_e(share)}</td><td>{_e(c.get('error') or '')}</td></tr>")
-            if c.get("tflops"):
-                chart_rows.append((h["name"], c["name"], float(c["tflops"])))
-    table = ("<table><thead><tr><th>host</th><th>case</th><th>status</th><th>time (s)</th><th>TFLOP/s</th>"
-             "<th>of peak</th><th>error</th></tr></thead><tbody>" + "".join(rows) + "</tbody></table>"
-             if rows else "<p class='muted'>No verification results.</p>")
-    return (
-        "<!doctype html><html lang='en'><head><meta charset='utf-8'>"
-        f"<title>provision {_e(run['command'])} — {_e(run['id'])}</title>"
-        "<meta name='viewport' content='width=device-width, initial-scale=1'>"
-        f"<style>{_CSS}</style></head><body>"
-        f"<h1>provision {_e(run['command'])}: {_e(report['summary']['hosts'])} host(s) — {_e(counts)}</h1>"
-        f"<p class='meta'>run {_e(run['id'])} · inventory {_e(run['inventory'])} · {_e(run['started'])} → "
-        f"{_e(run['finished'])} ({_e(round(run['duration_s']))} s) · pins {_e(report['tool']['pins_version'])}"
-        f"{' · check mode: nothing changed' if run.get('check_mode') else ''}</p>"
-        f"<div class='cards'>{''.join(_card(h) for h in report['hosts'])}</div>"
-        f"<h2 style='margin-top:1.5rem'>Verification</h2>{table}"
-        f"<h2 style='margin-top:1.5rem'>Achieved TFLOP/s</h2>{_chart(chart_rows)}"
-        "</body></html>\n"
-    )
+    from provision.report_html import page
+
+    return page(report)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shlex
 import stat
 import sys
 import threading
@@ -11,9 +12,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from provision.errors import ProvisionError
+
+if TYPE_CHECKING:
+    from provision.ansible_options import AnsibleOptions
 
 PHASES = {  # role name -> phase shown to the user
     "rocm_preflight": "preflight",
@@ -25,6 +29,7 @@ PHASES = {  # role name -> phase shown to the user
 }
 
 
+RESULT_EVENTS = ("runner_on_ok", "runner_on_failed", "runner_on_skipped", "runner_on_unreachable")
 STAGE_ENTRIES = {"rocm_install:stage", "torch_venv:stage"}  # include_role entry points that only stage
 
 
@@ -85,27 +90,79 @@ class HostProgress:
     message: str = ""
     entry: str = ""  # the role entry point last included for this host, e.g. rocm_install:stage
     phases: list[dict[str, Any]] = field(default_factory=list)  # [{name, status, start, end, message}]
+    # the host's own time, from the start/end Ansible stamps on each task result (ansible-runner's events):
+    # first task started, last task ended, and the seconds its tasks ran (waits for other hosts excluded)
+    first_start: datetime | None = None
+    last_end: datetime | None = None
+    busy_s: float = 0.0
+    last_seen: float | None = None  # monotonic time of its last task result (the fallback without stamps)
 
     def enter_phase(self, name: str, now: float) -> None:
         if self.phases and self.phases[-1]["name"] == name and self.phases[-1]["end"] is None:
             return
         self.close_phase("ok", now)
-        self.phases.append({"name": name, "status": "running", "start": now, "end": None, "message": ""})
+        self.phases.append({"name": name, "status": "running", "start": now, "end": None, "message": "",
+                            "busy": 0.0})
         self.phase = name
 
     def close_phase(self, status: str, now: float, message: str = "") -> None:
         if self.phases and self.phases[-1]["end"] is None:
-            self.phases[-1].update(status=status, end=now, message=message)
+            self.phases[-1].update(status=status, end=max(now, self.phases[-1]["start"]), message=message)
 
     def phase_records(self) -> list[dict[str, Any]]:
+        """Each phase: `duration_s` from entering it to leaving it (waits for other hosts included), `busy_s` the
+        seconds this host's tasks in it ran."""
         return [{"name": p["name"], "status": p["status"], "message": p["message"],
-                 "duration_s": round((p["end"] or p["start"]) - p["start"], 2)} for p in self.phases]
+                 "duration_s": round((p["end"] or p["start"]) - p["start"], 2),
+                 "busy_s": round(p.get("busy", 0.0), 2)} for p in self.phases]
+
+    def record_result(self, data: dict[str, Any], now: float) -> None:
+        """Note one task result's timing (`start`, `end`, `duration` of a runner_on_ok/failed/skipped/unreachable
+        event)."""
+        self.last_seen = now
+        start, end = _stamp(data.get("start")), _stamp(data.get("end"))
+        if start is not None and (self.first_start is None or start < self.first_start):
+            self.first_start = start
+        if end is not None and (self.last_end is None or end > self.last_end):
+            self.last_end = end
+        duration = data.get("duration")
+        if isinstance(duration, int | float) and duration > 0:
+            self.busy_s += float(duration)
+            if self.phases:
+                self.phases[-1]["busy"] = self.phases[-1].get("busy", 0.0) + float(duration)
 
     @property
     def elapsed(self) -> float:
         if self.started is None:
             return 0.0
         return (self.finished or time.monotonic()) - self.started
+
+    @property
+    def own_duration(self) -> float:
+        """The seconds Ansible ran this host's tasks, summed from their start/end stamps: time spent waiting for
+        other hosts (the linear strategy runs each task on every host before the next) is not this host's, and
+        a host that stopped early (blocked, converged, failed) is not charged with the rest of the run."""
+        if self.first_start is not None:
+            return self.busy_s
+        return self.elapsed
+
+    @property
+    def span(self) -> float:
+        """Seconds from this host's first task start to its last task end (waits for other hosts included)."""
+        if self.first_start is not None and self.last_end is not None:
+            return max(0.0, (self.last_end - self.first_start).total_seconds())
+        return self.elapsed
+
+
+def _stamp(value: Any) -> datetime | None:
+    """An ISO 8601 time stamp from an event (ansible-runner writes them with a UTC offset), or None."""
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        stamp = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return stamp if stamp.tzinfo else stamp.replace(tzinfo=UTC)
 
 
 @dataclass
@@ -124,7 +181,8 @@ class PlaybookRun:
 
     def __init__(self, playbook: str, inventory: Path, *, hosts: list[str], limit: str | None = None,
                  forks: int | None = None, extravars: dict[str, Any] | None = None, check: bool = False,
-                 on_change: Callable[[HostProgress], None] | None = None) -> None:
+                 on_change: Callable[[HostProgress], None] | None = None,
+                 options: AnsibleOptions | None = None) -> None:
         self.playbook = playbook
         self.inventory = inventory.resolve()
         self.limit = limit
@@ -132,6 +190,7 @@ class PlaybookRun:
         self.extravars = extravars or {}
         self.check = check
         self.on_change = on_change
+        self.options = options  # -e, vault, -K, -v: passed on to ansible-playbook as the user gave them
         self.hosts = {h: HostProgress(h) for h in hosts}
         self.stats: dict[str, Any] = {}
         self.playbook_stats: dict[str, Any] = {}
@@ -168,7 +227,9 @@ class PlaybookRun:
             else:
                 host.status, host.task = "running", task
                 host.enter_phase(phase_of(role, str(data.get("task_path") or ""), task, host.entry) or host.phase, now)
-        elif kind == "runner_on_ok":
+        if kind in RESULT_EVENTS:
+            host.record_result(data, now)
+        if kind == "runner_on_ok":
             res = data.get("res") or {}
             host.changed += int(bool(res.get("changed")))
             include = res.get("include_args") or {}
@@ -192,6 +253,8 @@ class PlaybookRun:
         root = ansible_root()
         self.run_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         cmdline = ["--check", "--diff"] if self.check else []
+        if self.options is not None:
+            cmdline += self.options.cmdline()
         envvars = {
             "ANSIBLE_CONFIG": str(root / "ansible.cfg"),
             "ANSIBLE_ROLES_PATH": str(root / "roles"),
@@ -199,6 +262,7 @@ class PlaybookRun:
             "ANSIBLE_NOCOLOR": "1",
             # the ansible-playbook that sits beside this Python, so the roles' filter imports this package
             "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]),
+            **(self.options.envvars() if self.options is not None else {}),
         }
         # ansible-runner writes artifacts (stdout, job events, fact cache) with the process umask: they hold
         # hosts' facts and command output, so they are for the run's owner only, like the run directory.
@@ -212,7 +276,9 @@ class PlaybookRun:
             forks=self.forks,
             extravars=self.extravars or None,
             envvars=envvars,
-            cmdline=" ".join(cmdline) or None,
+            cmdline=" ".join(shlex.quote(arg) for arg in cmdline) or None,
+            # prompted vault / become passwords answer ansible-playbook's own prompts (held in memory only)
+            passwords=(self.options.passwords() if self.options is not None else None) or None,
             event_handler=self._event,
             cancel_callback=self._cancel.is_set,
             quiet=True,
@@ -241,8 +307,10 @@ class PlaybookRun:
                     host.close_phase("failed", now, host.message)
         for host in self.hosts.values():
             if host.status == "running":
-                host.status, host.finished = "ok", now
-                host.close_phase("ok", now)
+                # its last task result, not the end of the run: a host the later plays left out stopped there
+                end = host.last_seen or now
+                host.status, host.finished = "ok", end
+                host.close_phase("ok", end)
             if host.status == "ok" and host.name in self.playbook_stats.get("dark", {}):
                 host.status = "unreachable"
         return RunResult(self.run_dir, runner.rc if runner.rc is not None else 1, runner.status, self.hosts,

@@ -6,4 +6,4 @@ orchestrating modules (``cli``, ``pool``, ``cases``, ``report``, ``workaround``)
 torch, so the orchestrating process never touches the GPU.
 """
 
-SCHEMA_VERSION = "1.0.0"
+SCHEMA_VERSION = "1.1.0"

@@ -85,6 +85,23 @@ class ConvCase:
             return 2 * self.n * self.c_in * (self.c_out // self.groups) * taps * math.prod(self.size)
         return 2 * self.n * self.c_out * (self.c_in // self.groups) * taps * math.prod(self.out_size())
 
+    def reduction_length(self, pass_name: str) -> int:
+        """Terms summed into one element of a pass's result, at most (the K of ``tolerances``).
+
+        Forward: (C/G)·taps plus the bias; grad input: (K/G)·taps; grad weight: N times the spatial
+        size of the tensor the gradient slides over (the output of a convolution, the input of a
+        transposed one); grad bias: N times the output's spatial size."""
+        taps = self.kernel**self.dim
+        if pass_name == "fwd":
+            return (self.c_in // self.groups) * taps + 1
+        if pass_name == "bwd_data":
+            return (self.c_out // self.groups) * taps
+        if pass_name == "bwd_weight":
+            return self.n * math.prod(self.size if self.transposed else self.out_size())
+        if pass_name == "bwd_bias":
+            return self.n * math.prod(self.out_size())
+        raise ValueError(f"unknown pass {pass_name!r}")
+
     def im2col_bytes(self) -> int:
         """Workspace of a per-sample im2col GEMM (MIOpen GemmFwdRest): C·R·S·P·Q elements."""
         taps = self.kernel**self.dim

@@ -9,7 +9,7 @@ from collections import Counter
 from pathlib import Path
 from typing import IO, Any
 
-from provision.convcheck import SCHEMA_VERSION, peaks
+from provision.convcheck import SCHEMA_VERSION, floors, peaks
 from provision.convcheck.cases import ConvCase
 
 SCHEMA_FILE = Path(__file__).with_name("schema.json")
@@ -86,6 +86,7 @@ def build(
         "peak": None if peak is None else {"label": peak["label"], "tflops": peak["tflops"], "source": peak["source"]},
         "cases": records,
         "summary": {"total": len(records), **{s: counts[s] for s in STATUSES}, "workers_started": workers_started},
+        "detection_floors": floors.worst(records),
         "verdict": verdict(device_requested, device, records),
         "workaround": workaround,
     }
@@ -140,6 +141,7 @@ def summary_lines(doc: dict[str, Any], max_problems: int = 12) -> list[str]:
     if wa:
         env = " ".join(f"{k}={v}" for k, v in wa.get("env", {}).items()) or "(none)"
         lines.append(f"workaround search: {wa['status']}: {env}")
+    lines += floors.text_lines(doc.get("detection_floors") or {})
     verdict_text = {"pass": "PASS", "fail": "FAIL", "no-gpu": "NO-GPU (no GPU ran these cases)", "error": "ERROR"}
     lines.append(f"VERDICT: {verdict_text[doc['verdict']]}")
     return lines

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -21,7 +22,8 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
 )
-console = Console(highlight=False)
+# piped or redirected: tables unwrapped, one row a line (as provision.cli does)
+console = Console(highlight=False, width=None if sys.stdout.isatty() else 100_000)
 err_console = Console(stderr=True, highlight=False)
 
 LabDirOption = typer.Option(None, "--lab-dir", help=f"Lab state directory (default: ${ENV_LAB_DIR} or "

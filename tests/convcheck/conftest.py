@@ -23,7 +23,8 @@ def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 300)
 
 
 def validate(instance: Any, schema: dict[str, Any], path: str = "$") -> list[str]:
-    """A small JSON-Schema subset validator: type, enum, required, properties, items, minimum."""
+    """A small JSON-Schema subset validator: type, enum, required, properties, additionalProperties, items,
+    minimum."""
     errors: list[str] = []
     types = schema.get("type")
     if types is not None:
@@ -43,6 +44,10 @@ def validate(instance: Any, schema: dict[str, Any], path: str = "$") -> list[str
         for key, sub in schema.get("properties", {}).items():
             if key in instance:
                 errors += validate(instance[key], sub, f"{path}.{key}")
+        extra = schema.get("additionalProperties")
+        if isinstance(extra, dict):
+            for key in instance.keys() - schema.get("properties", {}).keys():
+                errors += validate(instance[key], extra, f"{path}.{key}")
     if isinstance(instance, list) and "items" in schema:
         for i, item in enumerate(instance):
             errors += validate(item, schema["items"], f"{path}[{i}]")

@@ -26,6 +26,14 @@ def test_quick_on_cpu_passes_and_matches_schema(tmp_path: Path, schema: dict[str
     assert doc["env"]["PYTORCH_MIOPEN_SUGGEST_NHWC"] == "1"
     assert doc["env"]["HSA_DISABLE_COREDUMP_ON_EXCEPTION"] == "1"
     assert "VERDICT: PASS" in proc.stdout
+    # every checked pass says what it could still miss; the summary gives the worst per dtype and pass
+    passes = [r for c in doc["cases"] for r in c["passes"].values()]
+    assert passes and all(isinstance(r["detection_floor"], float) and r["detection_floor"] > 0 for r in passes)
+    assert set(doc["detection_floors"]) == {"fp32", "fp16", "bf16"}
+    worst = max(r["detection_floor"] for c in doc["cases"] if c["params"]["dtype"] == "bf16"
+                for r in c["passes"].values())
+    assert worst == max(cell["worst"] for cell in doc["detection_floors"]["bf16"].values())
+    assert "detection floor" in proc.stdout and "bf16 (goal ≤ 5 %)" in proc.stdout
     lines = (tmp_path / "quick.jsonl").read_text().splitlines()
     assert json.loads(lines[0])["type"] == "host" and len(lines) == 1 + doc["summary"]["total"]
 

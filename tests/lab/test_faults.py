@@ -15,7 +15,10 @@ host carries a different fault, and each must end with its own clear message whi
 Secrets ride along on the same run: every host has `ansible_become_password` set to a sentinel (the lab
 connects as root; sudo never prompts, but the password still travels through Ansible), ws-ok's mirror
 password is another, and neither may show up in any file of the run directory, in a process list on the
-controller or on a host while the run goes, or in a log. Hardware that cannot exist in a container
+controller or on a host while the run goes, or in a log. Both are kept the way the README advises, in Ansible
+Vault: the group_vars file with the become password is `ansible-vault encrypt`ed, the mirror password is a
+`!vault` value made by `ansible-vault encrypt_string`; the run gets `--vault-password-file`, so validation,
+the planner and the playbook run all read them decrypted. Hardware that cannot exist in a container
 (Secure Boot, the amdgpu build) is simulated at the boundary the production code reads; the playbooks
 run unchanged."""
 
@@ -51,6 +54,7 @@ HOSTS = {  # name: lab template
     "ws-secureboot": "ws-mi210",
 }
 SENTINEL = "S3ntinel-become-Pw-7f3a9c"
+VAULT_PASSWORD = "S3ntinel-vault-Pw-93be10"
 MIRROR_USER, MIRROR_SECRET = "labuser", "S3ntinel-mirror-Pw-41d0e2"
 # A value that passes validation (one line, a name allowed with provision_allow_unknown_env) but would run
 # commands if any shell on the host parsed it instead of reading it.
@@ -83,8 +87,17 @@ def write_inventory(lab: Lab, tmp: Path, base_url: str) -> Path:
     """The lab's inventory, plus each fault's settings the way a user writes them (group_vars, host_vars)."""
     inventory = tmp / "lab.ini"
     inventory.write_text(lab.paths.inventory.read_text())
+    vault_pass = tmp / "vault-pass.txt"
+    vault_pass.write_text(VAULT_PASSWORD + "\n")
+    vault_pass.chmod(0o600)
+    vault = [str(Path(sys.executable).with_name("ansible-vault"))]
     (tmp / "group_vars").mkdir()
     (tmp / "group_vars" / "workstations.yml").write_text(yaml.safe_dump({"ansible_become_password": SENTINEL}))
+    subprocess.run([*vault, "encrypt", "--vault-password-file", str(vault_pass),
+                    str(tmp / "group_vars" / "workstations.yml")], check=True, capture_output=True, timeout=60)
+    vaulted_password = subprocess.run([*vault, "encrypt_string", "--vault-password-file", str(vault_pass),
+                                       "--stdin-name", "provision_repo_password"], input=MIRROR_SECRET, text=True,
+                                      check=True, capture_output=True, timeout=60).stdout
     host_vars = tmp / "host_vars"
     host_vars.mkdir()
     (host_vars / "ws-inject.yml").write_text(yaml.safe_dump({
@@ -93,7 +106,9 @@ def write_inventory(lab: Lab, tmp: Path, base_url: str) -> Path:
     (host_vars / "ws-ok.yml").write_text(yaml.safe_dump({
         "provision_repo_base_url": auth, "provision_key_url": f"{auth}/rocm/rocm.gpg.key",
         "provision_wheel_index_url": f"{auth}/rocm/manylinux/rocm-rel-7.0/",
-        "provision_repo_username": MIRROR_USER, "provision_repo_password": MIRROR_SECRET}))
+        "provision_repo_username": MIRROR_USER}) + vaulted_password)
+    for path in (tmp / "group_vars" / "workstations.yml", host_vars / "ws-ok.yml"):
+        assert SENTINEL not in path.read_text() and MIRROR_SECRET not in path.read_text()
     (host_vars / "ws-smallfs.yml").write_text(yaml.safe_dump({"provision_venv": "/srv/small/torch-rocm70"}))
     (host_vars / "ws-secureboot.yml").write_text(yaml.safe_dump({"provision_users": ["researcher", "ghost"]}))
     return inventory
@@ -157,7 +172,8 @@ def faults(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Faults]:
                ANSIBLE_LOG_PATH=str(tmp / "ansible.log"))
     start = time.monotonic()
     try:
-        result = subprocess.run([sys.executable, "-m", "provision", "upgrade", "--hosts", str(inventory), "--yes"],
+        result = subprocess.run([sys.executable, "-m", "provision", "upgrade", "--hosts", str(inventory), "--yes",
+                                 "--vault-password-file", str(tmp / "vault-pass.txt")],
                                 capture_output=True, text=True, env=env, timeout=1500, check=False,
                                 stdin=subprocess.DEVNULL, cwd=REPO)
     finally:
@@ -242,7 +258,8 @@ def test_mirror_credentials_are_used(faults: Faults) -> None:
     assert faults.ssh("ws-inject", "test -e /etc/apt/auth.conf.d/rocm-provision.conf").returncode != 0
 
 
-@pytest.mark.parametrize("secret", [SENTINEL, MIRROR_SECRET], ids=["become-password", "mirror-password"])
+@pytest.mark.parametrize("secret", [SENTINEL, MIRROR_SECRET, VAULT_PASSWORD],
+                         ids=["become-password", "mirror-password", "vault-password"])
 def test_secrets_appear_nowhere(faults: Faults, secret: str) -> None:
     run_dir = sorted(faults.runs.glob("*-upgrade"))[-1]
     files = [p for p in run_dir.rglob("*") if p.is_file()]

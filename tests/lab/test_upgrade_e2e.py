@@ -92,6 +92,15 @@ def test_mixed_fleet_upgrade(fleet: tuple[LabHandle, Path, Path]) -> None:
     assert lab.ok("ws-navi10", f"{venv['path']}/bin/pip freeze").split() == venv["pip_freeze"]
     for name in ("report.html", "report.md", "junit.xml"):
         assert (sorted(runs.glob("*-upgrade"))[-1] / name).is_file()
+    # each host's own time, summed from the start/end stamps of its task results: the blocked host stopped after
+    # preflight (it comes back only for the last two plays), the upgraded ones ran the whole path
+    blocked, upgraded = states["ws-7900xtx"], states["ws-mi210"]
+    assert 0 < blocked["duration_s"] < upgraded["duration_s"] / 3, (blocked["duration_s"], upgraded["duration_s"])
+    assert upgraded["duration_s"] <= upgraded["span_s"] <= doc["run"]["duration_s"]
+    # containers cannot reboot (the lab sets provision_allow_reboot=false): the new driver waits, the report says so
+    assert upgraded["reboot_pending"] and not navi["reboot_pending"] and not blocked["reboot_pending"]
+    page = (sorted(runs.glob("*-upgrade"))[-1] / "report.html").read_text()
+    assert "Reboot pending on 2 host(s)" in page, page[:3000]
 
 
 def test_converged_rerun_changes_nothing(fleet: tuple[LabHandle, Path, Path]) -> None:

@@ -150,6 +150,9 @@ def test_verify_playbook(roles_lab: RolesLab, tmp_path: Path) -> None:
     doc = json.loads((tmp_path / f"{MI210}.json").read_text())
     assert doc["verdict"] == "pass" and doc["device"]["type"] == "cpu" and doc["torch"]["version"] == version
     assert summary["json"] == str(tmp_path / f"{MI210}.json")
+    # The shipped suite reports what each check could still miss, per pass and worst per dtype and pass.
+    assert all(r["detection_floor"] > 0 for c in doc["cases"] for r in c["passes"].values())
+    assert set(doc["detection_floors"]) == {"fp32", "fp16", "bf16"}
 
     # A failing verification fails the host with the reason; conv_verify_fail_on_error: false records it.
     # The fault model here: GEMM-family cases go wrong unless MIOPEN_DEBUG_CONV_GEMM=0 (no profile on this host).

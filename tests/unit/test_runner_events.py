@@ -7,6 +7,7 @@ own error line, not "One or more items failed"."""
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -63,3 +64,33 @@ def test_the_same_repo_tasks_after_the_removal_count_as_stack(tmp_path: Path,
     host = run.hosts["ws1"]
     assert (host.status, host.phase) == ("failed", "stack")
     assert host.message == "E: Sub-process /usr/bin/dpkg returned an error code (1)"
+
+
+def test_each_host_is_timed_by_its_own_tasks_not_the_whole_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A real ansible-runner run on two local-connection hosts: `idle` leaves after the first play and comes back
+    for the last (as a blocked host does in upgrade.yml, whose last plays run on every host), `busy` works through
+    a middle play alone. The report's per-host time comes from the start/end stamps ansible-runner puts on each
+    task result, so `idle` is not charged with the middle play it took no part in."""
+    monkeypatch.setenv("PROVISION_RUNS_DIR", str(tmp_path / "runs"))
+    inventory = tmp_path / "hosts.ini"
+    local = f"ansible_connection=local ansible_python_interpreter={sys.executable}"
+    inventory.write_text(f"idle {local}\nbusy {local}\n")
+    playbook = tmp_path / "play.yml"
+    playbook.write_text(
+        "- hosts: all\n  gather_facts: false\n  tasks:\n    - ansible.builtin.command: 'true'\n"
+        "      changed_when: false\n"
+        "- hosts: busy\n  gather_facts: false\n  tasks:\n"
+        + "".join(f"    - name: work {i}\n      ansible.builtin.command: 'true'\n      changed_when: false\n"
+                  for i in range(4))
+        + "- hosts: all\n  gather_facts: false\n  tasks:\n    - ansible.builtin.command: 'true'\n"
+        "      changed_when: false\n")
+    result = PlaybookRun(str(playbook), inventory, hosts=["idle", "busy"]).run()
+    assert result.rc == 0, [p.read_text() for p in (result.run_dir / "artifacts").glob("*/stdout")]
+    idle, busy = result.hosts["idle"], result.hosts["busy"]
+    assert idle.first_start is not None and idle.last_end is not None  # the events carry Ansible's stamps
+    assert 0 < idle.own_duration < busy.own_duration
+    # idle's first and last tasks frame busy's middle play: wall time it spent waiting, not working
+    assert idle.own_duration < idle.span
+    assert busy.own_duration <= busy.span + 0.01
+    # the same seconds, per phase, for the report's cards
+    assert abs(sum(p["busy_s"] for p in busy.phase_records()) - busy.own_duration) < 0.05

@@ -221,9 +221,17 @@ def _ansible_problem(exc: Exception, path: Path) -> Problem:
     match = re.search(r"(/[^\s'\"]+?)(?:'|\"|,| line | \(|:(\d+))", text)
     if where is None and match:
         where = match.group(1) + (f":{match.group(2)}" if match.group(2) else "")
-    if "vault" in text.lower() and "password" in text.lower():
-        text = ("holds Ansible Vault data and no vault password was given; pass --vault-password-file or "
-                "--ask-vault-pass (the value is never printed)")
+    if "vault" in text.lower() and ("password" in text.lower() or "secrets" in text.lower()):
+        text = _NO_VAULT_PASSWORD
+        if where is None:  # name the vaulted file ansible-core could not open
+            base = path if path.is_dir() else path.parent
+            for folder in ("group_vars", "host_vars"):
+                for file in sorted((base / folder).rglob("*")) if (base / folder).is_dir() else []:
+                    if file.is_file() and file.read_bytes()[:14] == b"$ANSIBLE_VAULT":
+                        where = str(file)
+                        break
+                if where:
+                    break
     return Problem(f"cannot read the inventory's variables: {text[:400]}", file=where or str(path),
                    allowed="Ansible INI or YAML inventory and group_vars/host_vars files")
 

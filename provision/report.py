@@ -71,7 +71,6 @@ def stale_files(run_dir: Path) -> list[str]:
 
 def load(run_dir: Path) -> dict[str, Any]:
     from provision.errors import InputError
-
     from provision.safeinput import read_bytes
 
     path = run_dir / "report.json" if run_dir.is_dir() else run_dir

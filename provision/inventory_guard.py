@@ -130,12 +130,17 @@ def _check_yaml(path: Path, text: str) -> list[Problem]:
     return problems
 
 
-def check(source: str | os.PathLike[str]) -> None:
+def check_file(source: str | os.PathLike[str]) -> None:
+    """The same checks for one variables file (`-e @FILE`): regular, within the cap, YAML that stays small."""
+    check(source, only=True)
+
+
+def check(source: str | os.PathLike[str], only: bool = False) -> None:
     """Raise InventoryError (exit 2) naming each file that ansible-core must not be given."""
     path = Path(source)
     problems: list[Problem] = []
     total = 0
-    for count, file in enumerate(_files(path)):
+    for count, file in enumerate([path] if only else _files(path)):
         if count >= MAX_FILES:
             problems.append(_problem(path, f"holds more than {MAX_FILES} files: refused", None,
                                      "an inventory directory of hand-written files"))
@@ -167,7 +172,7 @@ def check(source: str | os.PathLike[str]) -> None:
             break
         if file.suffix.lower() in _SKIP_SUFFIXES:
             continue
-        is_vars = any(part in ("group_vars", "host_vars") for part in file.parts)
+        is_vars = only or any(part in ("group_vars", "host_vars") for part in file.parts)
         if file.suffix.lower() in (".yml", ".yaml", ".json") or (is_vars and file.suffix == ""):
             from provision.safeinput import read_text
 

@@ -58,3 +58,17 @@ def test_inventory_with_url_password_never_echoes_it(tmp_path: Path) -> None:
     assert "provision_repo_base_url" in result.stderr and "***" in result.stderr
     as_json = run("hosts", "validate", "--hosts", str(inventory), "--json")
     assert "Sup3rSecret" not in as_json.stdout + as_json.stderr
+
+
+def test_reports_never_hold_url_credentials(tmp_path: Path) -> None:
+    """A failing task's message that quotes a URL with credentials (as apt's or pip's errors do)."""
+    from provision import report
+    from tests.unit.test_report import sample
+
+    doc = sample()
+    doc["hosts"][1]["reason"] = "E: Failed to fetch https://labuser:Hunter2-pw@mirror.example/rocm/apt/7.0 401"
+    doc["hosts"][1]["phases"][1]["message"] = doc["hosts"][1]["reason"]
+    for path in report.write(doc, tmp_path):
+        text = path.read_text()
+        assert "Hunter2-pw" not in text, path.name
+        assert "labuser:***@mirror.example" in text, path.name

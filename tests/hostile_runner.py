@@ -1,6 +1,6 @@
 """Run many `provision` command lines in one process, as the console script would run them (its `main`),
 one after the other, and report for each: exit code, stdout, stderr, seconds, and the process's peak resident
-memory after it (a high-water mark: the largest case sets it). A case still running after its time limit is
+memory after it (VmHWM, a high-water mark: the largest case sets it). A case still running after its time limit is
 stopped with a BaseException the CLI's own handlers cannot swallow.
 
     python -m tests.hostile_runner CASES.json > RESULTS.json
@@ -47,7 +47,20 @@ def run_case(args: list[str], limit: float) -> dict[str, object]:
         signal.setitimer(signal.ITIMER_REAL, 0)
     return {"exit": code if isinstance(code, int) else (0 if code is None else 1), "stdout": stdout.getvalue(),
             "stderr": stderr.getvalue(), "seconds": time.monotonic() - start, "timed_out": timed_out,
-            "maxrss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+            "maxrss_mib": peak_mib()}
+
+
+def peak_mib() -> float:
+    """This process's own peak resident memory (VmHWM of its address space). Not getrusage's ru_maxrss: Linux
+    carries that over fork and exec, so a child of a large pytest worker would report the worker's size."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as handle:
+            for line in handle:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def main() -> None:

@@ -21,30 +21,35 @@ from typing import Any
 STATE_SCHEMA = 1
 # Settings that change how a run goes, not what the host ends up with.
 _RUN_ONLY = ("provision_serial", "provision_max_fail_percent", "provision_lock_max_age")
-# What the fingerprint hashes of the tool itself: the roles, the playbook and the suite, the data files.
-_TREE = ("roles", "playbooks/upgrade.yml", "plugins/filter", "provision/convcheck", "provision/data")
+# What the fingerprint hashes of the tool itself: of the rocm.provision collection the roles, the playbook and
+# the plugins (modules and filters); of this package the suite and the data files.
+_TREE = ("roles", "playbooks/upgrade.yml", "plugins")
+_PACKAGE_TREE = ("convcheck", "data")
 
 
 @cache
 def tree_hash(root: str) -> str:
-    """sha256 over the files that decide what a run does to a host (read once per controller process)."""
+    """sha256 over the files that decide what a run does to a host (read once per controller process);
+    `root` is the collection's root."""
     digest = hashlib.sha256()
-    base = Path(root)
-    for entry in _TREE:
-        path = base / entry
-        files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
-        for file in files:
-            if "__pycache__" in file.parts or "molecule" in file.parts or not file.is_file():
-                continue
-            digest.update(str(file.relative_to(base)).encode() + b"\0" + file.read_bytes() + b"\0")
+    package = Path(__file__).resolve().parent
+    for base, entries, prefix in ((Path(root), _TREE, ""), (package, _PACKAGE_TREE, "provision/")):
+        for entry in entries:
+            path = base / entry
+            files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+            for file in files:
+                if "__pycache__" in file.parts or "molecule" in file.parts or not file.is_file():
+                    continue
+                digest.update(f"{prefix}{file.relative_to(base)}".encode() + b"\0" + file.read_bytes() + b"\0")
     return digest.hexdigest()
 
 
 def package_root() -> Path:
-    """Where roles/ and playbooks/ are: inside the installed package, or the checkout."""
-    from provision.runner import ansible_root
+    """The rocm.provision collection's root (roles/, playbooks/, plugins/): inside the installed package, or the
+    checkout's link tree."""
+    from provision.runner import collection_root
 
-    return ansible_root()
+    return collection_root()
 
 
 def fingerprint(plan: dict[str, Any], provision_vars: dict[str, Any], verify: dict[str, Any],

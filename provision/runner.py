@@ -48,15 +48,33 @@ def phase_of(role: str, task_path: str, task: str, entry: str = "") -> str | Non
     return PHASES.get(role)
 
 
+COLLECTION = ("rocm", "provision")  # the Ansible collection the playbooks and roles form (galaxy.yml)
+
+
 def ansible_root() -> Path:
-    """Directory holding playbooks/, roles/ and ansible.cfg: inside the installed package, or the checkout."""
+    """Directory holding ansible.cfg and collections/, the collections path where the rocm.provision collection
+    (playbooks/, roles/, plugins/) lies: inside the installed package, or the checkout (a link tree there)."""
     packaged = Path(__file__).parent / "ansible"
-    if (packaged / "playbooks").is_dir():
-        return packaged
     checkout = Path(__file__).parent.parent
-    if (checkout / "playbooks").is_dir():
-        return checkout
+    for root in (packaged, checkout):
+        if (root / "ansible.cfg").is_file() and (_collection_dir(root) / "playbooks").is_dir():
+            return root
     raise ProvisionError("the playbooks are missing from this installation; reinstall rocm-provision")
+
+
+def _collection_dir(root: Path) -> Path:
+    return root.joinpath("collections", "ansible_collections", *COLLECTION)
+
+
+def collection_root() -> Path:
+    """The rocm.provision collection's root: galaxy.yml, meta/, playbooks/, roles/, plugins/."""
+    return _collection_dir(ansible_root())
+
+
+def short_role(name: str) -> str:
+    """A role's own name: `rocm.provision.rocm_install` -> `rocm_install` (events name collection roles by FQCN)."""
+    prefix = ".".join(COLLECTION) + "."
+    return name.removeprefix(prefix)
 
 
 def _owner_only(root: Path) -> None:
@@ -218,8 +236,9 @@ class PlaybookRun:
             return True
         host = self._host(host_name)
         now = time.monotonic()
-        role = data.get("role") or ""
-        task = (data.get("task") or "").removeprefix(f"{role} : ")
+        role = short_role(data.get("role") or "")
+        task = (data.get("task") or "").removeprefix(f"{data.get('resolved_role') or role} : ").removeprefix(
+            f"{role} : ")
         if kind == "runner_on_start":
             host.started = host.started or now
             if host.status in ("failed", "unreachable"):
@@ -234,7 +253,7 @@ class PlaybookRun:
             host.changed += int(bool(res.get("changed")))
             include = res.get("include_args") or {}
             if isinstance(include, dict) and include.get("name"):
-                host.entry = f"{include['name']}:{include.get('tasks_from') or 'main'}"
+                host.entry = f"{short_role(str(include['name']))}:{include.get('tasks_from') or 'main'}"
         elif kind == "runner_on_failed" and not data.get("ignore_errors"):
             host.status, host.finished = "failed", now
             host.message = _message(data.get("res") or {})
@@ -251,14 +270,15 @@ class PlaybookRun:
         import ansible_runner
 
         root = ansible_root()
+        playbooks = collection_root() / "playbooks"
         self.run_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         cmdline = ["--check", "--diff"] if self.check else []
         if self.options is not None:
             cmdline += self.options.cmdline()
         envvars = {
             "ANSIBLE_CONFIG": str(root / "ansible.cfg"),
-            "ANSIBLE_ROLES_PATH": str(root / "roles"),
-            "ANSIBLE_FILTER_PLUGINS": str(root / "plugins" / "filter"),
+            # the playbooks name roles, modules and filters rocm.provision.*: this installation's collection first
+            "ANSIBLE_COLLECTIONS_PATH": str(root / "collections"),
             "ANSIBLE_NOCOLOR": "1",
             # the ansible-playbook that sits beside this Python, so the roles' filter imports this package
             "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]),
@@ -269,8 +289,8 @@ class PlaybookRun:
         previous_umask = os.umask(0o077)
         thread, runner = ansible_runner.run_async(
             private_data_dir=str(self.run_dir),
-            project_dir=str(root / "playbooks"),
-            playbook=self.playbook if Path(self.playbook).is_absolute() else str(root / "playbooks" / self.playbook),
+            project_dir=str(playbooks),
+            playbook=self.playbook if Path(self.playbook).is_absolute() else str(playbooks / self.playbook),
             inventory=str(self.inventory),
             limit=self.limit,
             forks=self.forks,

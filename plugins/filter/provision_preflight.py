@@ -6,20 +6,17 @@ from __future__ import annotations
 from typing import Any
 
 from ansible.errors import AnsibleFilterError
+from ansible_collections.rocm.provision.plugins.plugin_utils.controller import require_provision
 
 
 def provision_preflight(raw: dict[str, Any], host: str, provision_vars: dict[str, Any],
                         min_free_gib: dict[str, float] | None = None) -> dict[str, Any]:
-    try:
-        from provision.ansible_values import plain
-        from provision.errors import ProvisionError
-        from provision.inventory import spec_from_vars
-        from provision.preflight import evaluate
-    except ImportError as exc:  # pragma: no cover - depends on how Ansible was installed
-        raise AnsibleFilterError(
-            "the rocm_preflight role needs the rocm-provision package in the Python that runs Ansible "
-            f"(pip install rocm-provision): {exc}"
-        ) from exc
+    require_provision()
+    from provision.ansible_values import plain
+    from provision.errors import ProvisionError
+    from provision.inventory import spec_from_vars
+    from provision.preflight import evaluate
+
     try:
         spec = spec_from_vars(str(host), plain(provision_vars))
         return evaluate(plain(raw), spec, {str(k): float(v) for k, v in (min_free_gib or {}).items()})

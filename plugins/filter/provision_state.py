@@ -5,15 +5,15 @@ from __future__ import annotations
 from typing import Any
 
 from ansible.errors import AnsibleFilterError
+from ansible_collections.rocm.provision.plugins.plugin_utils.controller import require_provision
 
 
 def provision_fingerprint(plan: dict[str, Any], provision_vars: dict[str, Any], verify: dict[str, Any]) -> str:
-    try:
-        from provision.ansible_values import plain
-        from provision.converge import fingerprint
-        from provision.errors import ProvisionError
-    except ImportError as exc:  # pragma: no cover - depends on how Ansible was installed
-        raise AnsibleFilterError(f"the rocm_preflight role needs the rocm-provision package: {exc}") from exc
+    require_provision()
+    from provision.ansible_values import plain
+    from provision.converge import fingerprint
+    from provision.errors import ProvisionError
+
     try:
         return fingerprint(plain(plan), plain(provision_vars), plain(verify))
     except ProvisionError as exc:
@@ -21,6 +21,7 @@ def provision_fingerprint(plan: dict[str, Any], provision_vars: dict[str, Any], 
 
 
 def provision_converged(state: dict[str, Any], expected: str, force: Any = False) -> dict[str, Any]:
+    require_provision()
     from provision.ansible_values import plain
     from provision.converge import decide
 

@@ -75,8 +75,8 @@ class RolesLab(LabShell):
         path = Path(playbook)
         if not path.is_absolute():
             path = (PLAYBOOKS / path) if (PLAYBOOKS / path).exists() else REPO / path
-        env = dict(os.environ, ANSIBLE_CONFIG=str(REPO / "ansible.cfg"), ANSIBLE_ROLES_PATH=str(REPO / "roles"),
-                   ANSIBLE_FILTER_PLUGINS=str(REPO / "plugins" / "filter"), ANSIBLE_NOCOLOR="1",
+        # the checkout's ansible.cfg alone (as a user runs it): the rocm.provision collection through collections/
+        env = dict(os.environ, ANSIBLE_CONFIG=str(REPO / "ansible.cfg"), ANSIBLE_NOCOLOR="1",
                    ANSIBLE_STDOUT_CALLBACK="ansible.builtin.json", ANSIBLE_SHOW_CUSTOM_STATS="1",
                    ANSIBLE_LOCAL_TEMP=str(self.lab.paths.root / "ansible-tmp"),
                    PATH=os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]))

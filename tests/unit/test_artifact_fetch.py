@@ -22,7 +22,7 @@ RANGES: list[str] = []
 
 
 def load_module() -> ModuleType:
-    return load_source("roles/rocm_install/library/rocm_artifact_fetch.py")
+    return load_source("plugins/modules/rocm_artifact_fetch.py")
 
 
 class Handler(BaseHTTPRequestHandler):

@@ -32,7 +32,7 @@ DEP = "dep_pkg-1.0-py3-none-any.whl"  # a dependency of the pinned wheel: pip fe
 
 
 def load_module() -> ModuleType:
-    return load_source("roles/torch_venv/library/torch_venv_wheel_fetch.py")
+    return load_source("plugins/modules/torch_venv_wheel_fetch.py")
 
 
 def make_wheel(path: Path, name: str, size: int, requires: str = "") -> bytes:

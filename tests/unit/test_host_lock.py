@@ -1,4 +1,4 @@
-"""The host lock module (roles/rocm_preflight/library/rocm_host_lock.py), run as Ansible runs it: a Python
+"""The host lock module (plugins/modules/rocm_host_lock.py), run as Ansible runs it: a Python
 process reading its arguments from a JSON file. Many runs racing for one lock: exactly one wins."""
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from typing import Any
 from tests.sources import load_source
 
 REPO = Path(__file__).resolve().parents[2]
-MODULE = REPO / "roles" / "rocm_preflight" / "library" / "rocm_host_lock.py"
+MODULE = REPO / "plugins" / "modules" / "rocm_host_lock.py"
 filters = load_source("plugins/filter/provision_lock.py")
 provision_lock_owner, provision_pid_alive = filters.provision_lock_owner, filters.provision_pid_alive
 

@@ -12,7 +12,7 @@ from provision.inventory import spec_from_vars
 from provision.preflight import evaluate, rocm_state
 from tests.sources import load_source
 
-facts_module = load_source("roles/rocm_preflight/library/rocm_host_facts.py")
+facts_module = load_source("plugins/modules/rocm_host_facts.py")
 
 UBUNTU = 'NAME="Ubuntu"\nVERSION_ID="22.04"\nVERSION_CODENAME=jammy\nID=ubuntu\nPRETTY_NAME="Ubuntu 22.04.5 LTS"\n'
 

@@ -66,6 +66,29 @@ def test_the_same_repo_tasks_after_the_removal_count_as_stack(tmp_path: Path,
     assert host.message == "E: Sub-process /usr/bin/dpkg returned an error code (1)"
 
 
+def test_collection_roles_fqcn_names_are_read_as_the_roles_phases(tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """The playbooks name roles rocm.provision.<role>: ansible-runner then reports `role` as the role's own name and
+    `resolved_role` as the FQCN (recorded from a lab `provision check`), and include_role's result names the FQCN
+    as the playbook wrote it."""
+    run = _run(tmp_path, monkeypatch)
+
+    def ev(kind: str, task: str, res: dict[str, Any] | None = None, path: str = "") -> dict[str, Any]:
+        return {"event": kind, "event_data": {
+            "host": "ws1", "task": task, "role": "rocm_install",
+            "resolved_role": "rocm.provision.rocm_install", "task_path": path, "res": res or {}}}
+
+    run._event(_ev("runner_on_start", "Stage the new stack"))
+    run._event(_ev("runner_on_ok", "Stage the new stack", res={
+        "include_args": {"name": "rocm.provision.rocm_install", "tasks_from": "stage"}}))
+    run._event(ev("runner_on_start", "Update the ROCm package lists", path="/c/rocm_install/tasks/debian/repo.yml:9"))
+    host = run.hosts["ws1"]
+    assert (host.entry, host.phase, host.task) == ("rocm_install:stage", "stage", "Update the ROCm package lists")
+    run._event(_ev("runner_on_ok", "Install", res={"include_args": {"name": "rocm.provision.rocm_install"}}))
+    run._event(ev("runner_on_start", "Install ROCm 7.0"))
+    assert (host.phase, host.task) == ("stack", "Install ROCm 7.0")
+
+
 def test_each_host_is_timed_by_its_own_tasks_not_the_whole_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A real ansible-runner run on two local-connection hosts: `idle` leaves after the first play and comes back
     for the last (as a blocked host does in upgrade.yml, whose last plays run on every host), `busy` works through

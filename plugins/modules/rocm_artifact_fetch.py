@@ -14,12 +14,19 @@ description:
     ignores Range starts the file again.
   - A file whose checksum differs from the expected one is deleted and retried; after the last try the artifact is
     reported with a message naming the URL, the expected and the received checksum.
-  - Runs where the files should land (normally C(delegate_to: localhost) with C(run_once)). In check mode nothing is
-    downloaded; the result says what would be.
+  - Runs where the files should land, normally on the controller (C(delegate_to) C(localhost) with C(run_once)).
+author:
+  - rocm-provision developers
+requirements:
+  - requests (in the Python that runs the module)
+notes:
+  - Supports check mode; nothing is downloaded, the result says what would be.
+  - Two runs sharing one cache fetch each file once (a lock file per artifact).
 options:
   artifacts:
-    description: Artifacts to fetch, each C({url, checksum, size?, filename?}); C(checksum) is C(ALGO:hex)
-      (SHA256, SHA512, SHA1 or MD5Sum, as apt prints them).
+    description:
+      - Artifacts to fetch, each C({url, checksum, size?, filename?}); C(checksum) is C(ALGO:hex)
+        (SHA256, SHA512, SHA1 or MD5Sum, as apt prints them).
     type: list
     elements: dict
     required: true
@@ -42,42 +49,82 @@ options:
     description: Password for HTTP basic authentication.
     type: str
   progress_file:
-    description: When set, JSON lines C({"done", "total", "file", "files_done", "files_total"}) are appended
-      while downloading, for a progress bar.
+    description:
+      - When set, JSON lines C({"done", "total", "file", "files_done", "files_total", "time"}) are appended
+        while downloading, for a progress bar.
     type: path
   fail_on_error:
-    description: Fail the task when an artifact cannot be fetched. false reports the errors per artifact in
-      C(errors), so each host can fail alone for the artifacts it needs.
+    description:
+      - Fail the task when an artifact cannot be fetched. C(false) reports the errors per artifact in
+        C(errors), so each host can fail alone for the artifacts it needs.
     type: bool
     default: true
+"""
+
+EXAMPLES = r"""
+# rocm_packages: what `apt-get install --print-uris` and the repository's Packages index say, e.g.
+#   - url: https://repo.radeon.com/rocm/apt/5.2/pool/main/r/rocm-core/rocm-core_5.2.0.50200-65_amd64.deb
+#     checksum: "SHA256:<the SHA256 field of its Packages entry>"
+#     size: <its Size field>
+- name: Download the package files once for the whole batch into the controller's cache
+  rocm.provision.rocm_artifact_fetch:
+    artifacts: "{{ rocm_packages }}"
+    cache_dir: ~/.cache/rocm-provision/artifacts
+    progress_file: /tmp/rocm-download.jsonl
+    fail_on_error: false
+  register: fetched
+  run_once: true
+  delegate_to: localhost
+  become: false
+
+- name: Fail the hosts whose packages could not be fetched
+  ansible.builtin.assert:
+    that: fetched.errors | length == 0
+    fail_msg: "{{ fetched.errors.values() | join('; ') }}"
 """
 
 RETURN = r"""
 paths:
   description: Cache path of every artifact that is in the cache, by checksum.
+  returned: always
   type: dict
+  sample: {"SHA256:<hex>": "/home/admin/.cache/rocm-provision/artifacts/sha256/<hex>"}
 errors:
   description: The error message of every artifact that could not be fetched, by checksum.
+  returned: always
   type: dict
+  sample: {"SHA256:<hex>": "https://repo.radeon.com/rocm/apt/7.0/pool/main/...: HTTP 404 Not Found (after 3 tries)"}
 downloaded:
   description: Checksums downloaded by this run (would be downloaded, in check mode).
+  returned: always
   type: list
+  elements: str
 downloaded_bytes:
   description: Bytes received from the servers by this run.
+  returned: always
   type: int
 cached:
   description: How many artifacts were already in the cache.
+  returned: always
   type: int
+cache_dir:
+  description: The cache root, C(~) expanded.
+  returned: always
+  type: str
 """
 
 import fcntl
-import hashlib
-import json
 import os
-import time
 from typing import Any
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+from ansible_collections.rocm.provision.plugins.module_utils.download import (
+    CHUNK,
+    Progress,
+    TryAgain,
+    file_digest,
+    retry,
+)
 
 try:
     import requests
@@ -86,7 +133,6 @@ except ImportError:  # pragma: no cover - reported by the module
     HAS_REQUESTS = False
 
 ALGOS = {"sha256": "sha256", "sha512": "sha512", "sha1": "sha1", "md5sum": "md5", "md5": "md5"}
-CHUNK = 1 << 20
 
 
 class FetchError(Exception):
@@ -99,34 +145,6 @@ def split_checksum(checksum: str) -> tuple[str, str]:
     if key not in ALGOS or not hexdigest or any(c not in "0123456789abcdefABCDEF" for c in hexdigest):
         raise FetchError(f"checksum {checksum!r} is not ALGO:hex with ALGO one of SHA256, SHA512, SHA1, MD5Sum")
     return ALGOS[key], hexdigest.lower()
-
-
-def file_digest(path: str, algo: str) -> str:
-    digest = hashlib.new(algo)
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(CHUNK), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-class Progress:
-    def __init__(self, path: str | None, files_total: int) -> None:
-        self.path = path
-        self.files_total = files_total
-        self.files_done = 0
-        self.last = 0.0
-
-    def write(self, name: str, done: int, total: int | None, force: bool = False) -> None:
-        if not self.path:
-            return
-        now = time.monotonic()
-        if not force and now - self.last < 0.5:
-            return
-        self.last = now
-        line = {"file": name, "done": done, "total": total, "files_done": self.files_done,
-                "files_total": self.files_total, "time": time.time()}
-        with open(self.path, "a", encoding="utf-8") as handle:
-            handle.write(json.dumps(line) + "\n")
 
 
 def download(session: Any, url: str, part: str, size: int | None, timeout: int, progress: Progress,
@@ -174,23 +192,23 @@ def fetch_one(session: Any, item: dict[str, Any], cache_dir: str, retries: int, 
                 return final, 0
             os.unlink(final)  # damaged in the cache: fetch it again
         received = 0
-        last = ""
-        for attempt in range(1, max(1, retries) + 1):
-            try:
-                received += download(session, url, part, size, timeout, progress, name)
-            except requests.RequestException as exc:
-                last = f"{url}: {exc.__class__.__name__}: {exc}"
-                time.sleep(min(2 ** attempt, 10))
-                continue
+
+        def attempt(_n: int) -> tuple[str, int]:
+            nonlocal received
+            received += download(session, url, part, size, timeout, progress, name)
             got = file_digest(part, algo)
             if got == expected:
                 os.chmod(part, 0o644)
                 os.replace(part, final)
                 return final, received
             os.unlink(part)
-            last = (f"{url}: {algo} mismatch: expected {expected}, got {got} "
-                    f"({os.path.basename(name)}); the file was deleted")
-        raise FetchError(f"{last} (after {max(1, retries)} tries)")
+            raise TryAgain(f"{url}: {algo} mismatch: expected {expected}, got {got} "
+                           f"({os.path.basename(name)}); the file was deleted")
+
+        try:
+            return retry(attempt, retries, (requests.RequestException,), label=f"{url}: ")
+        except TryAgain as exc:
+            raise FetchError(str(exc)) from None
 
 
 def main() -> None:

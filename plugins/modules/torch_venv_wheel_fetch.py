@@ -8,17 +8,24 @@ DOCUMENTATION = r"""
 module: torch_venv_wheel_fetch
 short_description: Download each distinct pinned wheel set once into a cache (pip download, sha256 recorded)
 description:
-  - For every set (find-links URL, the hosts' Python X.Y and platform, the pinned C(name==version) list), runs
+  - "For every set (find-links URL, the hosts' Python X.Y and platform, the pinned C(name==version) list), runs
     C(pip download --no-index --find-links URL --only-binary=:all: --platform P --python-version X.Y
     --implementation cp) once into C(cache_dir/wheels/<key>) and records every wheel's sha256 in
-    C(manifest.json). A set whose manifest is complete is not downloaded again.
-  - Runs where pip should download (normally C(delegate_to: localhost) with C(run_once)), with the interpreter
-    that runs the module. Check mode downloads nothing.
-  - Never fails for one set: errors are reported per set, so each host fails alone.
+    C(manifest.json). A set whose manifest is complete is not downloaded again."
+  - Runs where pip should download, normally on the controller (C(delegate_to) C(localhost) with C(run_once)),
+    with the interpreter that runs the module.
+  - Never fails for one set; errors are reported per set, so each host fails alone.
+author:
+  - rocm-provision developers
+requirements:
+  - pip (in the Python that runs the module)
+notes:
+  - Supports check mode; nothing is downloaded.
 options:
   sets:
-    description: Wheel sets, each C({key, index_url, python_version, platform, requirements}); C(key) names the
-      cache directory, C(requirements) is a list of C(name==version).
+    description:
+      - Wheel sets, each C({key, index_url, python_version, platform, requirements}); C(key) names the
+        cache directory, C(requirements) is a list of C(name==version).
     type: list
     elements: dict
     required: true
@@ -37,22 +44,49 @@ options:
     description: Password for the wheel index.
     type: str
   progress_file:
-    description: JSON lines C({file, done, total, files_done, files_total, time}) are appended to this file about
-      twice a second while pip downloads (C(done) counts the bytes of the wheel being downloaded, C(total) is the
-      size pip announced; a wheel's last line has C(done) = C(total) = its size; C(files_total) is null, as the
-      pins' dependencies come along), for a progress bar.
+    description:
+      - JSON lines C({file, done, total, files_done, files_total, time}) are appended to this file about
+        twice a second while pip downloads (C(done) counts the bytes of the wheel being downloaded, C(total) is the
+        size pip announced; a wheel's last line has C(done) = C(total) = its size; C(files_total) is null, as the
+        pins' dependencies come along), for a progress bar.
     type: path
+"""
+
+EXAMPLES = r"""
+- name: Download the pinned PyTorch wheel set for Python 3.12 hosts once into the controller's cache
+  rocm.provision.torch_venv_wheel_fetch:
+    sets:
+      - key: rocm-rel-7.0-cp312
+        index_url: https://repo.radeon.com/rocm/manylinux/rocm-rel-7.0/
+        python_version: "3.12"
+        platform: manylinux_2_28_x86_64
+        requirements: ["torch==2.8.0+rocm7.0.0.git64359f59"]
+    cache_dir: ~/.cache/rocm-provision
+  register: wheels
+  run_once: true
+  delegate_to: localhost
+  become: false
+
+- name: Fail when the set could not be downloaded
+  ansible.builtin.assert:
+    that: wheels.sets['rocm-rel-7.0-cp312'].ok
+    fail_msg: "{{ wheels.sets['rocm-rel-7.0-cp312'].error }}"
 """
 
 RETURN = r"""
 sets:
-  description: By key, C({ok, dir, files, error, downloaded}); C(files) is a list of C({file, name, version,
-    sha256, size, path}).
+  description:
+    - By key, C({ok, dir, files, error, downloaded}); C(files) is a list of C({file, name, version, sha256, size,
+      path}).
+  returned: always
   type: dict
+cache_dir:
+  description: The cache root, C(~) expanded.
+  returned: always
+  type: str
 """
 
 import contextlib
-import hashlib
 import json
 import os
 import re
@@ -61,19 +95,15 @@ import subprocess
 import sys
 import tempfile
 import threading
-import time
 import urllib.parse
 from typing import Any
 
 from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.rocm.provision.plugins.module_utils.download import Progress, file_digest
 
 
 def sha256(path: str) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+    return file_digest(path, "sha256")
 
 
 def describe(directory: str) -> list[dict[str, Any]]:
@@ -113,7 +143,7 @@ class PipProgress:
     pip fetches one file at a time, so a new announcement means the one before is whole."""
 
     def __init__(self, path: str, tmp: str, dest: str) -> None:
-        self.path = path
+        self.out = Progress(path, None)  # this class paces its own writes (watch): each one is forced
         self.tmp = tmp
         self.dest = dest
         self.file = ""
@@ -155,11 +185,9 @@ class PipProgress:
         done = self.received()
         # pip announces a rounded size; once the file is whole, its own size is the total
         total = done if finished else max(self.total, done) if self.total is not None else None
-        # how many files pip will fetch is known only at the end (dependencies of the pins come along)
-        line = {"file": self.file, "done": done, "total": total, "files_done": self.files_done, "files_total": None,
-                "time": time.time()}
-        with open(self.path, "a", encoding="utf-8") as handle:
-            handle.write(json.dumps(line) + "\n")
+        # how many files pip will fetch is known only at the end (dependencies of the pins come along): files_total None
+        self.out.files_done = self.files_done
+        self.out.write(self.file, done, total, force=True)
 
     def watch(self) -> None:
         while not self.stop.wait(0.5):

@@ -8,15 +8,11 @@ from pathlib import Path
 from typing import Any
 
 from ansible.errors import AnsibleFilterError
+from ansible_collections.rocm.provision.plugins.plugin_utils.controller import require_provision
 
 
 def conv_verify_suite_files(_unused: Any = None) -> list[dict[str, str]]:
-    try:
-        import provision
-    except ImportError as exc:  # pragma: no cover - depends on how Ansible was installed
-        raise AnsibleFilterError(
-            f"conv_verify needs the rocm-provision package in the Python that runs Ansible: {exc}"
-        ) from exc
+    provision = require_provision()
     package = Path(provision.__file__).resolve().parent
     suite = package / "convcheck"
     if not (suite / "__main__.py").is_file():

@@ -41,6 +41,39 @@ options:
     elements: str
     default: []
 author: rocm-provision
+notes:
+  - Supports check mode; C(state=record) then reports the record without writing it.
+"""
+
+EXAMPLES = r"""
+- name: Read the state a verified run recorded, with a fresh snapshot to compare
+  rocm.provision.rocm_host_state:
+  register: recorded
+
+- name: Record the state after a verification passed
+  rocm.provision.rocm_host_state:
+    state: record
+    fingerprint: "{{ fingerprint }}"
+    verification: {verdict: pass, passed: 12, failed: 0}
+    packages: [rocm-core, "amdgpu-dkms*"]
+    watch: [/etc/environment, /etc/profile.d/*.sh]
+"""
+
+RETURN = r"""
+recorded:
+  description:
+    - The state file's content C({schema, fingerprint, verification, packages, watch, snapshot, recorded_at}) (null
+      when there is none, for C(state=read)); for C(state=record), what was written.
+  returned: always
+  type: dict
+snapshot:
+  description: C(state=read) only; what the recorded O(packages) and O(watch) patterns match now, to compare.
+  returned: when O(state=read) and a state was recorded
+  type: dict
+path:
+  description: The state file written.
+  returned: when O(state=record)
+  type: str
 """
 
 import glob

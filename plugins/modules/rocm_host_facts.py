@@ -44,6 +44,42 @@ options:
     elements: str
     default: []
 author: rocm-provision
+notes:
+  - Read-only; supports check mode. The controller-side half, the plan, is the
+    P(rocm.provision.provision_preflight#filter) filter.
+"""
+
+EXAMPLES = r"""
+- name: Gather the facts a ROCm upgrade decision needs
+  rocm.provision.rocm_host_facts:
+    paths: [/opt, /home]
+    users: [researcher]
+  register: facts
+
+- name: Plan the host from them (on the controller, with the rocm-provision planner)
+  ansible.builtin.set_fact:
+    plan: "{{ facts.rocm_host | rocm.provision.provision_preflight(inventory_hostname, {}) }}"
+"""
+
+RETURN = r"""
+rocm_host:
+  description:
+    - The raw facts, for the P(rocm.provision.provision_preflight#filter) filter. Keys include C(pci) and C(kfd)
+      (sysfs entries), C(lspci) and C(rocminfo) (command output or null), C(os_release), C(kernel),
+      C(kernel_headers), C(secure_boot), C(mok_keys), C(env_overrides) (HSA_/MIOPEN_/HIP_... settings by file),
+      C(packages) (dpkg), C(apt_sources), C(rocm) (C(/opt/rocm-*) versions), C(dkms_amdgpu), C(free_space) (by
+      path) and C(user_groups) (by user).
+  returned: always
+  type: dict
+  contains:
+    schema_version:
+      description: Version of this layout.
+      type: int
+      sample: 1
+    kernel:
+      description: The running kernel's release.
+      type: str
+      sample: 6.8.0-45-generic
 """
 
 import contextlib

@@ -10,7 +10,8 @@ short_description: Take, take over or release the rocm-provision host lock
 description:
   - O(state=present) creates O(path) atomically (O_CREAT|O_EXCL) holding JSON C({run_id, controller, pid, pid_start,
     user, started, started_epoch}). A lock of the same run is kept. A lock older than O(max_age) seconds is taken over.
-    A lock whose run id is O(takeover_run_id) is replaced (compare-and-swap: the controller found its holder gone).
+    A lock whose run id is O(takeover_run_id) is replaced (a compare-and-swap, once the controller found its holder
+    gone).
     Otherwise nothing is written and C(acquired) is false, with the holder in C(holder); the caller decides.
   - O(state=absent) removes the lock only when its run id is O(owner.run_id); another run's lock is left alone.
   - Every change happens under an flock on C(<path>.guard), so two runs never both win.
@@ -41,6 +42,55 @@ options:
     type: str
     default: ""
 author: rocm-provision
+notes:
+  - Supports check mode; it reports what it would do and writes nothing.
+"""
+
+EXAMPLES = r"""
+- name: Take the host lock for this run
+  rocm.provision.rocm_host_lock:
+    owner: "{{ '' | rocm.provision.provision_lock_owner }}"
+  register: host_lock
+
+- name: Stop when another run holds it
+  ansible.builtin.fail:
+    msg: "held by run {{ host_lock.holder.run_id }} of {{ host_lock.holder.user }}@{{ host_lock.holder.controller }}"
+  when: not host_lock.acquired
+
+- name: Release it at the end (only if this run still holds it)
+  rocm.provision.rocm_host_lock:
+    owner: "{{ '' | rocm.provision.provision_lock_owner }}"
+    state: absent
+"""
+
+RETURN = r"""
+acquired:
+  description: Whether this run holds the lock now (always false for O(state=absent)).
+  returned: always
+  type: bool
+holder:
+  description:
+    - The lock's record C({run_id, controller, pid, pid_start, user, started, started_epoch}) after the call;
+      another run's record when the lock was refused; null when nobody holds it.
+  returned: always
+  type: dict
+took_over:
+  description: The record of the run whose lock was taken over, or null.
+  returned: always
+  type: dict
+message:
+  description: What happened, for the user.
+  returned: always
+  type: str
+  sample: /var/lib/rocm-provision/host.lock is held by another run
+age_s:
+  description: Age in seconds of another run's lock that was refused.
+  returned: when the lock is held by another run and was not taken over
+  type: int
+path:
+  description: The lock file.
+  returned: always
+  type: str
 """
 
 import contextlib

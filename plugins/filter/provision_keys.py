@@ -1,4 +1,5 @@
-"""Filter for the repository key, evaluated on the controller:
+"""Filter for the repository key, evaluated on the controller
+(`{{ colons | rocm.provision.provision_key_unexpired(fingerprint, url) }}`):
 
 - `provision_key_unexpired`: the key with the pinned fingerprint in `gpg --with-colons` output must not be
   expired (AMD's key has expired several times with the same fingerprint, and once the served file itself was
@@ -15,6 +16,12 @@ from ansible.errors import AnsibleFilterError
 
 
 def provision_key_unexpired(colons: Any, fingerprint: Any, url: Any, now: float | None = None) -> str:
+    try:
+        from ansible_collections.rocm.provision.plugins.plugin_utils.controller import require_provision
+    except ImportError:  # loaded by path (the unit tests): the package is importable already
+        pass
+    else:
+        require_provision()
     from provision.hostrules import key_expiry
 
     expired, date = key_expiry(str(colons), str(fingerprint), time.time() if now is None else now)

@@ -22,7 +22,7 @@ from tests.sources import load_source
 from tests.unit.test_planner import DEBIAN_12, UBUNTU_2404, lspci
 from tests.unit.test_preflight import raw_facts, simulated_sysfs
 
-facts_module = load_source("roles/rocm_preflight/library/rocm_host_facts.py")
+facts_module = load_source("plugins/modules/rocm_host_facts.py")
 PASTES = Path(__file__).parents[1] / "fixtures" / "pastes"
 XTX_UUID = "GPU-0aac02dbebd629ee"  # what rocminfo printed for the RX 7900 XTX of ROCm/ROCm#2866
 

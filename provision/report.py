@@ -282,6 +282,10 @@ def markdown(report: dict[str, Any]) -> str:
             lines.append("- env set: " + ", ".join(f"`{_md(k)}={_md(v)}`" for k, v in plan["env"].items()))
         if plan.get("env_remove"):
             lines.append("- env removed: " + ", ".join(f"`{_md(k)}`" for k in plan["env_remove"]))
+        if h.get("old_venvs"):
+            lines.append("- users' venvs with PyTorch for ROCm older than 6.2 (outside amdgpu 30.10's user-space "
+                         "window, left untouched): " + ", ".join(f"`{_md(v['venv'])}` (torch {_md(v['torch'])})"
+                                                         for v in h["old_venvs"]))
         lines.append(f"- before: {_md(versions_text(h.get('before')))}; after: {_md(versions_text(h.get('after')))}")
         lines.append(f"- own time {duration_text(h.get('duration_s'))} (first task to last: "
                      f"{duration_text(h.get('span_s', h.get('duration_s')))}), {h.get('changed', 0)} changed")

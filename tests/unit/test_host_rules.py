@@ -256,3 +256,14 @@ def test_unknown_gpu_suggests_only_a_setting_that_changes_the_outcome() -> None:
     assert "provision_mode: upgrade" not in plan.reasons[0] and "or upgrade" not in plan.reasons[0]
     assert plan_host(HostSpec(mode="upgrade"), ident, UBUNTU_2404).action == "blocked"  # upgrade would not help
     assert plan_host(HostSpec(mode="fallback"), ident, UBUNTU_2404).action == "fallback"  # fallback does
+
+
+def test_old_venvs_are_listed_in_the_report(tmp_path: Path) -> None:
+    from provision import report
+    from tests.unit.test_report import sample
+
+    doc = sample()
+    doc["hosts"][0]["old_venvs"] = [{"venv": "/home/researcher/venvs/torch113", "torch": "1.13.1+rocm5.2",
+                                     "rocm": "5.2"}]
+    text = report.markdown(doc)
+    assert "`/home/researcher/venvs/torch113` (torch 1.13.1+rocm5.2)" in text and "older than 6.2" in text

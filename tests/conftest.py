@@ -8,9 +8,17 @@ waits on SSH, apt and pip; unit tests spread freely. Without xdist the marks do 
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 import pytest
+
+# ansible-core replaces sys.intern with a callable object when it is imported (its data-tagging patch), and
+# torch._dynamo, which torch imports lazily on the first dispatch-mode call, refuses that object
+# ("substitute_in_graph expects a function"). A test process imports both (the verification suite's tests
+# and the inventory/runner tests), so torch._dynamo comes first; no production process imports both.
+with contextlib.suppress(ImportError):
+    import torch._dynamo  # noqa: F401
 
 TESTS = Path(__file__).resolve().parent
 SHARED = {"roles", "molecule"}  # folders whose tests share one lab

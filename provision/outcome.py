@@ -155,6 +155,8 @@ def build(command: str, run: RunResult, inventory: Path, started: datetime, fini
             "gpus": (preflight or {}).get("gpus", []),
             "os": (preflight or {}).get("os"),
             "before": _versions((preflight or {}).get("rocm")),
+            # users' venvs with PyTorch for a ROCm below the new driver's user-space window (left untouched)
+            "old_venvs": (preflight or {}).get("old_venvs", []),
             "after": _versions(after_all.get(name), verification) if name in after_all else {},
             "phases": progress.phase_records(),
             "changed": progress.changed,

@@ -41,6 +41,17 @@ options:
         with a 10 s timeout.
     type: dict
     default: {}
+  kernel_release_file:
+    description:
+      - File holding the running kernel's release (C(/proc/sys/kernel/osrelease) on a real host, the same text as
+        C(uname -r)); judged against the amdgpu-dkms kernel window. The container lab points it at a simulated copy.
+    type: path
+    default: /proc/sys/kernel/osrelease
+  venv_globs:
+    description: Glob patterns of PyTorch installs (C(.../site-packages/torch/version.py)) reported as users' venvs.
+    type: list
+    elements: str
+    default: []
 author: rocm-provision
 notes:
   - Read-only; supports check mode. The controller-side half, the plan, is the
@@ -95,6 +106,14 @@ from ansible.module_utils.basic import AnsibleModule
 ENV_PREFIXES = ("HSA_", "MIOPEN_", "HIP_", "AMD_", "ROCR_", "PYTORCH_MIOPEN", "ROCM_")
 SECURE_BOOT_VAR = "firmware/efi/efivars/SecureBoot-8be4df61-93ca-11d2-aa0d-00e098032b8c"
 # Where a DKMS build finds a Machine Owner Key to sign modules with (Ubuntu's shim-signed; Debian's dkms).
+MOK_LIST_VAR = "firmware/efi/efivars/MokListRT-605dab50-e046-4300-abb6-3dd810dd8b23"
+MOK_NEW_VAR = "firmware/efi/efivars/MokNew-605dab50-e046-4300-abb6-3dd810dd8b23"
+KEYRINGS = ("/etc/apt/keyrings/rocm.gpg", "/etc/apt/trusted.gpg.d/rocm.gpg", "/usr/share/keyrings/rocm.gpg",
+            "/etc/apt/trusted.gpg.d/rocm.asc", "/etc/apt/trusted.gpg")
+VENV_GLOBS = ("/home/*/*/lib/python3*/site-packages/torch/version.py",
+              "/home/*/*/*/lib/python3*/site-packages/torch/version.py",
+              "/opt/*/lib/python3*/site-packages/torch/version.py",
+              "/srv/*/lib/python3*/site-packages/torch/version.py")
 MOK_KEYS = ("/var/lib/shim-signed/mok/MOK.der", "/var/lib/dkms/mok.pub")
 
 
@@ -181,6 +200,77 @@ def secure_boot(module, root):
         return "enabled" if data and data[-1] == 1 else "disabled"
     except OSError:
         return "unknown" if os.path.isdir(os.path.join(root, "firmware", "efi")) else "not-efi"
+
+
+def _read_bytes(path, limit=1 << 20):
+    try:
+        with open(path, "rb") as fh:
+            return fh.read(limit)
+    except OSError:
+        return None
+
+
+def mok_enrolled(module, root, keys):
+    """Per MOK file: enrolled / pending / not-enrolled / unknown. mokutil --test-key on a real /sys; under a
+    simulated sysfs root, the same EFI variables mokutil reads (MokListRT enrolled, MokNew pending)."""
+    out = {}
+    real = os.path.realpath(root) == "/sys"
+    mokutil = module.get_bin_path("mokutil") if real else None
+    for key in keys:
+        if mokutil:
+            _rc, text, err = module.run_command([mokutil, "--test-key", key])
+            text = (text + err).lower()
+            if "is already enrolled" in text:
+                out[key] = "enrolled"
+            elif "already in the enrollment request" in text:
+                out[key] = "pending"
+            elif "is not enrolled" in text:
+                out[key] = "not-enrolled"
+            else:
+                out[key] = "unknown"
+            continue
+        cert = _read_bytes(key)
+        enrolled = _read_bytes(os.path.join(root, MOK_LIST_VAR))
+        pending = _read_bytes(os.path.join(root, MOK_NEW_VAR))
+        if real or not cert or (enrolled is None and pending is None):
+            out[key] = "unknown"
+        elif enrolled and cert in enrolled:
+            out[key] = "enrolled"
+        elif pending and cert in pending:
+            out[key] = "pending"
+        else:
+            out[key] = "not-enrolled"
+    return out
+
+
+def apt_keys(module):
+    """`gpg --show-keys --with-colons` of each keyring that may hold AMD's key (validity dates included)."""
+    gpg = module.get_bin_path("gpg")
+    found = []
+    if not gpg:
+        return found
+    for path in [*KEYRINGS, *sorted(glob.glob("/etc/apt/trusted.gpg.d/*rocm*"))]:
+        if not os.path.isfile(path) or any(e["file"] == path for e in found):
+            continue
+        rc, out, _err = module.run_command([gpg, "--batch", "--no-options", "--homedir", "/nonexistent",
+                                            "--show-keys", "--with-colons", path])
+        if rc == 0:
+            found.append({"file": path, "colons": out[-20000:]})
+    return found
+
+
+def torch_venvs(patterns):
+    """PyTorch installs found by `patterns`: their version and the HIP version they were built for."""
+    found = []
+    for pattern in patterns:
+        for path in sorted(glob.glob(pattern))[:50]:
+            text = read(path, 4096) or ""
+            version = re.search(r"^__version__\s*=\s*['\"]([^'\"]+)", text, re.MULTILINE)
+            hip = re.search(r"^hip\s*(?::\s*\S+)?\s*=\s*['\"]([^'\"]+)", text, re.MULTILINE)
+            venv = path.split("/lib/python3")[0]
+            if version and not any(v["path"] == venv for v in found):
+                found.append({"path": venv, "torch": version.group(1), "hip": hip.group(1) if hip else None})
+    return found
 
 
 def apt_candidate(module, package):
@@ -305,12 +395,15 @@ def main():
             "users": {"type": "list", "elements": "str", "default": []},
             "kernel_headers_package": {"type": "str", "default": "linux-headers-{kernel}"},
             "python": {"type": "dict", "default": {}},
+            "kernel_release_file": {"type": "path", "default": "/proc/sys/kernel/osrelease"},
+            "venv_globs": {"type": "list", "elements": "str", "default": []},
         },
         supports_check_mode=True,
     )
     root = module.params["sysfs_root"]
     release = os.uname().release
     headers_package = module.params["kernel_headers_package"].replace("{kernel}", release)
+    mok_files = [path for path in MOK_KEYS if os.path.isfile(path)]
     facts = {
         "schema_version": 1,
         "sysfs_root": root,
@@ -319,12 +412,17 @@ def main():
         "lspci": run_text(module, ["lspci", "-nn"]),
         "rocminfo": rocminfo_login(module),
         "os_release": read("/etc/os-release"),
-        "kernel": release,
+        "kernel": (read(module.params["kernel_release_file"], 256) or release).strip(),
+        "kernel_running": release,  # uname -r: the kernel whose headers DKMS builds against
+        "cmdline": (read("/proc/cmdline", 4096) or "").strip(),
         "kernel_headers": os.path.isdir(f"/lib/modules/{release}/build"),
         "kernel_headers_package": headers_package,
         "kernel_headers_candidate": apt_candidate(module, headers_package),
         "secure_boot": secure_boot(module, root),
-        "mok_keys": [path for path in MOK_KEYS if os.path.isfile(path)],
+        "mok_keys": mok_files,
+        "mok_enrolled": mok_enrolled(module, root, mok_files),
+        "apt_keys": apt_keys(module),
+        "torch_venvs": torch_venvs(list(VENV_GLOBS) + module.params["venv_globs"]),
         "env_overrides": env_overrides(),
         "packages": dpkg_packages(module),
         "apt_sources": apt_sources(),

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from provision.lab.hosts import LAB_USER, SSH_PORT, HostSpec
-from provision.lab.seed import SYSFS_ROOT
+from provision.lab.seed import KERNEL_RELEASE_FILE, SYSFS_ROOT
 from provision.lab.wheels import LAB_PYTHON, PYPI_DIR, WHEEL_DIR
 
 GROUP = "workstations"
@@ -98,6 +98,9 @@ def render(inp: InventoryInput) -> str:
     out += [
         "# Lab hosts expose their simulated PCI tree and KFD topology here (real hosts: /sys):",
         f"provision_sysfs_root={SYSFS_ROOT}",
+        "# ... and the kernel release each simulates (containers share the controller's kernel; real hosts:",
+        "# /proc/sys/kernel/osrelease). The amdgpu-dkms kernel window is judged on it.",
+        f"rocm_preflight_kernel_release_file={KERNEL_RELEASE_FILE}",
         "# Lab hosts have no GPU: the verification suite runs its cases on the CPU and says so in its report.",
         "provision_verify_device=cpu",
         "# The stand-in packages are tiny: the preflight asks for 1 GiB free under /opt instead of 30.",

@@ -9,18 +9,22 @@ DOCUMENTATION = r"""
 module: torch_venv_wheel_fetch
 short_description: Fetch each distinct pinned wheel set once into a cache (exact pinned files, resolved dependencies)
 description:
-  - For every set, reads the wheel directory C(index_url) as a plain directory listing (the layout of
+  - >-
+    For every set, reads the wheel directory C(index_url) as a plain directory listing (the layout of
     U(https://repo.radeon.com/rocm/manylinux/rocm-rel-7.0/)), takes each pinned wheel by its exact file name (the
     pin's C(file), with the pin's Python tag replaced by the set's when they differ; without C(file), the one
     wheel of that name and version whose tags fit the set's Python and platforms), downloads it, and checks a
     pinned sha256.
-  - Then resolves the pins' dependencies with C(pip download --only-binary=:all: --platform P... --python-version
+  - >-
+    Then resolves the pins' dependencies with C(pip download --only-binary=:all: --platform P... --python-version
     X.Y --implementation cp --index-url PYPI --find-links <the pinned wheels>) into the same directory, and writes
     C(manifest.json) with every wheel's sha256, size and source. A set whose manifest is complete is not fetched
     again, so every host of a run (and later runs) gets the same bytes.
-  - Runs where the downloads should happen (normally C(delegate_to: localhost) with C(run_once)), with the
+  - >-
+    Runs where the downloads should happen (normally C(delegate_to: localhost) with C(run_once)), with the
     interpreter that runs the module. Check mode downloads nothing.
-  - Never fails for one set: a set's error is one line naming the file or URL, so each host fails alone.
+  - >-
+    Never fails for one set: a set's error is one line naming the file or URL, so each host fails alone.
 options:
   sets:
     description: Wheel sets, each C({key, index_url, pypi_index_url, python_version, platforms, pins}); C(key)
@@ -58,6 +62,12 @@ options:
       line has C(done) = C(total) = its size; C(files_total) is null, as the pins' dependencies come along), for a
       progress bar.
     type: path
+author:
+  - rocm-provision developers
+requirements:
+  - pip (in the Python that runs the module)
+notes:
+  - Supports check mode; nothing is downloaded.
 """
 
 EXAMPLES = r"""

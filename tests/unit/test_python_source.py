@@ -20,7 +20,7 @@ from provision.pythonsource import decide, probe_request, standalone_bin, standa
 from tests.sources import load_source
 from tests.unit.test_preflight import raw_facts, simulated_sysfs
 
-facts_module = load_source("roles/rocm_preflight/library/rocm_host_facts.py")
+facts_module = load_source("plugins/modules/rocm_host_facts.py")
 
 OS_RELEASE = {
     "ubuntu-24.04": 'NAME="Ubuntu"\nVERSION_ID="24.04"\nVERSION_CODENAME=noble\nID=ubuntu\n',
@@ -134,7 +134,8 @@ def test_python_source_is_validated(bad: str) -> None:
 
 def test_preflight_blocks_a_debian_12_instinct_host_before_anything_is_removed(tmp_path: Path) -> None:
     simulated_sysfs(tmp_path, "740f", 90010)  # MI210, gfx90a: an Instinct card Debian 12 supports
-    raw = raw_facts(tmp_path, os_release=OS_RELEASE["debian-12"], python=python_facts("debian-12"))
+    raw = raw_facts(tmp_path, os_release=OS_RELEASE["debian-12"], kernel="6.1.0-41-amd64",  # in the driver window
+                    python=python_facts("debian-12"))
     result = evaluate(raw, spec_from_vars("ws1", {}))
     assert result["plan"]["action"] == "blocked"
     assert any("no Python 3.12 package" in r for r in result["plan"]["reasons"]), result["plan"]["reasons"]

@@ -44,6 +44,12 @@ class AnsibleOptions:
         for value in self.extra_vars:
             if not value.strip():
                 raise InputError("-e/--extra-vars needs key=value pairs, YAML/JSON or @FILE, not an empty string")
+            if value.startswith("@"):  # a FIFO, a device, a huge file or an alias bomb is refused before reading
+                from provision import inventory_guard
+
+                if not Path(value[1:]).expanduser().exists():
+                    raise InputError(f"-e/--extra-vars {value}: no such file")
+                inventory_guard.check_file(Path(value[1:]).expanduser())
 
     def prompt(self) -> None:
         """Ask the passwords asked for, once, before any host is contacted (ansible-playbook asks at its start)."""

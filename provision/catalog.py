@@ -105,7 +105,11 @@ class Catalog:
                 )
 
     def device(self, pci_id: str) -> Device | None:
-        return self._devices.get(normalise_pci_id(pci_id))
+        """The catalogued device, or None (also for a string that is no PCI id, as a hostile paste may hold)."""
+        try:
+            return self._devices.get(normalise_pci_id(pci_id))
+        except ValueError:
+            return None
 
     def devices(self) -> list[Device]:
         return list(self._devices.values())

@@ -21,6 +21,7 @@ from rich.table import Table
 from provision import __version__, outcome, pins, report
 from provision.ansible_options import AnsibleOptions
 from provision.errors import InputError, InventoryError, ProvisionError
+from provision.redact import text as redact_text
 
 app = typer.Typer(
     name="provision",
@@ -51,9 +52,11 @@ except ImportError:  # pragma: no cover - only while the lab package is absent
 
 # Piped or redirected, tables are not wrapped or cut to a terminal's width: every row stays one line that
 # grep, awk and cut can read (`provision env list | grep MIOPEN_DEBUG_CONV_GEMM`).
+# Never emoji codes (":end:" in a host name stays as typed); user text goes through escape() or markup=False.
 UNWRAPPED_WIDTH = 100_000
-out = Console(highlight=False, soft_wrap=False, width=None if sys.stdout.isatty() else UNWRAPPED_WIDTH)
-err = Console(stderr=True, highlight=False)
+out = Console(highlight=False, soft_wrap=False, emoji=False,
+              width=None if sys.stdout.isatty() else UNWRAPPED_WIDTH)
+err = Console(stderr=True, highlight=False, emoji=False)
 
 
 def _human_output_to_stderr() -> None:
@@ -131,12 +134,11 @@ def _root(
 def _read_input(path: str | None, what: str) -> str | None:
     if path is None:
         return None
+    from provision import safeinput
+
     if path == "-":
-        return sys.stdin.read()
-    try:
-        return Path(path).read_text(encoding="utf-8", errors="replace")
-    except OSError as exc:
-        raise InputError(f"cannot read the {what} file {path}: {exc.strerror}") from exc
+        return safeinput.read_stdin(what)
+    return safeinput.read_text(path, what)
 
 
 def _emit_json(data: Any) -> None:
@@ -209,15 +211,15 @@ def gpus_identify(
         if g.gfx_runtime and g.gfx_runtime != g.gfx:
             gfx = f"{gfx} (runtime: {g.gfx_runtime})"
         status = _status_text(g.rocm70, g.supported_os)
-        table.add_row(g.pci_id or "-", escape(g.name), gfx, g.family or "-", status, g.role)
+        table.add_row(g.pci_id or "-", escape(g.name), escape(gfx), g.family or "-", status, g.role)
     out.print(table)
     for g in ident.gpus:
         for text in g.diagnosis:
             out.print(f"{g.pci_id or g.gfx_runtime or g.name}: {text}", markup=False)
     for note in ident.notes:
-        out.print(f"note: {note}")
+        out.print(f"note: {note}", markup=False)
     if facts:
-        out.print(f"OS: {facts.pretty_name or facts.key} ({facts.key})")
+        out.print(f"OS: {facts.pretty_name or facts.key} ({facts.key})", markup=False)
     _print_plan(plan)
 
 
@@ -233,13 +235,13 @@ def _print_plan(plan: Any, indent: str = "") -> None:
     style = ACTION_STYLE.get(plan.action, "")
     out.print(f"{indent}plan: [bold {style}]{plan.action}[/]")
     for r in plan.reasons:
-        out.print(f"{indent}  - {escape(r)}")
+        out.print(f"{indent}  - {escape(redact_text(r))}")
     for w in plan.warnings:
-        out.print(f"{indent}  [yellow]! {escape(w)}[/yellow]")
+        out.print(f"{indent}  [yellow]! {escape(redact_text(w))}[/yellow]")
     if plan.env:
-        out.print(f"{indent}  env to set: " + " ".join(f"{k}={v}" for k, v in plan.env.items()))
+        out.print(f"{indent}  env to set: " + " ".join(f"{k}={v}" for k, v in plan.env.items()), markup=False)
     if plan.env_remove:
-        out.print(f"{indent}  env to remove: " + " ".join(plan.env_remove))
+        out.print(f"{indent}  env to remove: " + " ".join(plan.env_remove), markup=False)
 
 
 @gpus_app.command("list")
@@ -340,25 +342,29 @@ def hosts_validate(
         _emit_json({"schema_version": 1, "inventory": lab.source,
                     "hosts": [e.to_dict() | {"plan": p.to_dict()} for e, p in rows]})
         return
-    table = Table(title=f"{lab.source}: {len(rows)} host(s), valid")
+    table = Table(title=f"{escape(lab.source)}: {len(rows)} host(s), valid")
     for col in ("host", "address", "mode", "venv", "reboot", "plan"):
         table.add_column(col, overflow="fold")
     for entry, plan in rows:
         addr = "local" if entry.connection.endswith("local") else f"{entry.user + '@' if entry.user else ''}" \
             f"{entry.address}{':' + str(entry.port) if entry.port else ''}"
-        table.add_row(entry.name, addr, entry.spec.mode, entry.spec.venv, "yes" if entry.spec.allow_reboot else "no",
+        shown = {f: "templated" for f in ("provision_mode", "provision_venv") if f in entry.templated}
+        table.add_row(escape(entry.name), escape(addr), shown.get("provision_mode", entry.spec.mode),
+                      shown.get("provision_venv", escape(entry.spec.venv)),
+                      "yes" if entry.spec.allow_reboot else "no",
                       f"[{ACTION_STYLE.get(plan.action, '')}]{plan.action}[/]")
     out.print(table)
     for entry, plan in rows:
         notes = [*plan.reasons, *plan.warnings, *entry.warnings,
                  *(f"{v} is templated; checked at run time" for v in entry.templated)]
         if notes or plan.env:
-            out.print(f"[bold]{entry.name}[/bold]")
+            out.print(f"[bold]{escape(entry.name)}[/bold]")
             _print_plan(plan, indent="  ")
             for w in entry.warnings:
-                out.print(f"    [yellow]! {w}[/yellow]")
-            for v in entry.templated:
-                out.print(f"    {v} is templated: checked at run time")
+                out.print(f"    [yellow]! {escape(w)}[/yellow]")
+            for variable in entry.templated:
+                out.print(f"    {variable} is templated (or vaulted): left to ansible-playbook, checked at run "
+                          "time", markup=False)
 
 
 @app.command("check")
@@ -392,7 +398,7 @@ def check(
             for name in sorted(run.hosts)}})
     else:
         _print_preflight(results, run)
-        out.print(f"report: {run.run_dir / 'report.html'} (also report.json, report.md, junit.xml)")
+        out.print(f"report: {run.run_dir / 'report.html'} (also report.json, report.md, junit.xml)", markup=False)
     raise typer.Exit(report.exit_code(doc) or (1 if run.rc != 0 and not results else 0))
 
 
@@ -428,7 +434,7 @@ def demo(
         done = prep.run()
     if done.rc != 0:
         raise ProvisionError(f"preparing the lab's users' venvs failed; see {done.run_dir}")
-    out.print(f"\n[bold]provision upgrade --hosts {status.inventory} --yes[/bold]")
+    out.print(f"\n[bold]provision upgrade --hosts {escape(str(status.inventory))} --yes[/bold]")
     upgrade(hosts=status.inventory, yes=True, check_mode=False, limit=None, forks=None, serial=None,
             max_fail_percent=None, retry_failed=False, reverify=False)
 
@@ -446,14 +452,14 @@ def _run_preflight(inventory: Path, names: list[str], limit: str | None, forks: 
 
 
 def _print_preflight(results: dict[str, Any], run: Any) -> None:
-    table = Table(title=f"preflight: {len(run.hosts)} host(s)  (run: {run.run_dir})")
+    table = Table(title=f"preflight: {len(run.hosts)} host(s)  (run: {escape(str(run.run_dir))})")
     for col in ("host", "GPU", "OS", "ROCm now", "plan"):
         table.add_column(col, overflow="fold")
     for name in sorted(n for n, h in run.hosts.items() if h.status != "pending" or n in results):
         res = results.get(name)
         if res is None:
             host = run.hosts[name]
-            table.add_row(name, "-", "-", "-", f"[red]{host.status}[/red] {escape(host.message)}")
+            table.add_row(escape(name), "-", "-", "-", f"[red]{host.status}[/red] {escape(redact_text(host.message))}")
             continue
         gpus = ", ".join(f"{g['pci_id'] or '?'} {g['gfx'] or g['gfx_runtime'] or ''}"
                          + (f" (runtime {g['gfx_runtime']})" if g["gfx_runtime"] and g["gfx_runtime"] != g["gfx"]
@@ -464,11 +470,12 @@ def _print_preflight(results: dict[str, Any], run: Any) -> None:
         if res["rocm"]["install_method"]:
             rocm += f" ({res['rocm']['install_method']})"
         action = res["plan"]["action"]
-        table.add_row(name, escape(gpus), os_key, rocm, f"[{ACTION_STYLE.get(action, '')}]{action}[/]")
+        table.add_row(escape(name), escape(gpus), escape(os_key), escape(rocm),
+                      f"[{ACTION_STYLE.get(action, '')}]{action}[/]")
     out.print(table)
     for name in sorted(results):
         plan = results[name]["plan"]
-        out.print(f"[bold]{name}[/bold]")
+        out.print(f"[bold]{escape(name)}[/bold]")
         _print_plan(_PlanView(plan), indent="  ")
 
 
@@ -581,7 +588,7 @@ def upgrade(
     options = _ansible_options(extra_vars, vault_password_file, ask_vault_pass, ask_become_pass, verbose)
     if retry_failed:
         limit = _failed_last_time(hosts)
-        out.print(f"retrying: {limit}")
+        out.print(f"retrying: {limit}", markup=False)
     lab = _load(hosts, limit, options)
     if not yes or check_mode:
         # The plans are shown (and confirmed) before anything changes. With --yes nobody is asked: the
@@ -624,7 +631,7 @@ def upgrade(
     if not result.interrupted and not check_mode:
         _release_locks(hosts, lock_id, [h.name for h in result.hosts.values() if h.status == "failed"], options)
     out.print(report.markdown(doc).split("\n## ")[0], markup=False, soft_wrap=True)
-    out.print(f"report: {result.run_dir / 'report.html'}")
+    out.print(f"report: {result.run_dir / 'report.html'}", markup=False)
     if as_json:
         _emit_json(doc)
     if result.interrupted:
@@ -653,8 +660,8 @@ def _release_locks(inventory: Path, lock_id: str, failed: list[str], options: An
     result = run.run()
     stuck = sorted(n for n, h in result.hosts.items() if h.status in ("failed", "unreachable"))
     if stuck:
-        err.print(f"[yellow]the host lock of this run could not be released on {', '.join(stuck)}; the next run "
-                  "from this controller takes it over[/yellow]")
+        err.print(f"[yellow]the host lock of this run could not be released on {escape(', '.join(stuck))}; "
+                  "the next run from this controller takes it over[/yellow]")
 
 
 @app.command("verify")
@@ -693,7 +700,7 @@ def verify(
     doc = outcome.build("verify", result, hosts, started, datetime.now(UTC))
     report.write(doc, result.run_dir)
     out.print(report.markdown(doc).split("\n## ")[0], markup=False, soft_wrap=True)
-    out.print(f"report: {result.run_dir / 'report.html'}")
+    out.print(f"report: {result.run_dir / 'report.html'}", markup=False)
     if as_json:
         _emit_json(doc)
     raise typer.Exit(130 if result.interrupted else report.exit_code(doc))
@@ -736,10 +743,10 @@ def report_cmd(
     else:
         out.print(report.markdown(doc).split("\n## ")[0], markup=False, soft_wrap=True)
         stale = report.stale_files(folder)
-        out.print(f"report: {folder / 'report.html'} (also report.md, junit.xml; source report.json)")
+        out.print(f"report: {folder / 'report.html'} (also report.md, junit.xml; source report.json)", markup=False)
         if stale:
-            err.print(f"[yellow]{', '.join(stale)} missing or older than report.json: "
-                      f"`provision report {folder} --render` writes them again[/yellow]")
+            err.print(f"[yellow]{escape(', '.join(stale))} missing or older than report.json: "
+                      f"`provision report {escape(str(folder))} --render` writes them again[/yellow]")
     raise typer.Exit(report.exit_code(doc))
 
 
@@ -798,7 +805,7 @@ def main() -> None:
         sys.exit(exc.exit_code)
     except ProvisionError as exc:
         err.print("[red]error:[/red] ", end="")
-        err.print(str(exc), markup=False, soft_wrap=True)
+        err.print(redact_text(str(exc)), markup=False, soft_wrap=True)
         sys.exit(exc.exit_code)
     except typer.Exit as exc:
         sys.exit(exc.exit_code)
@@ -811,6 +818,7 @@ def main() -> None:
     except Exception as exc:  # anything unexpected
         if os.environ.get("PROVISION_DEBUG"):
             raise
-        err.print(f"[red]internal error:[/red] {type(exc).__name__}: {exc}\n"
-                  "Re-run with PROVISION_DEBUG=1 for a traceback, and please report it.")
+        err.print("[red]internal error:[/red] ", end="")
+        err.print(f"{type(exc).__name__}: {redact_text(str(exc))}\n"
+                  "Re-run with PROVISION_DEBUG=1 for a traceback, and please report it.", markup=False)
         sys.exit(70)

@@ -41,7 +41,10 @@ class Problem:
             text += f" (got {self.value!r})"
         if self.allowed:
             text += f"; allowed: {self.allowed}"
-        return text
+        from provision.redact import text as redact
+        from provision.safeinput import printable
+
+        return printable(redact(text))
 
 
 @dataclass

@@ -43,6 +43,7 @@ class KfdNode:
     vendor_id: int
     device_id: int
     location_id: int | None = None
+    unique_id: int = 0  # KFD `unique_id`; 0 where the GPU has none (the runtime then shows "GPU-XX")
 
 
 @dataclass(frozen=True)
@@ -53,6 +54,7 @@ class Agent:
     marketing_name: str | None = None
     chip_id: str | None = None  # PCI device id, 4 hex digits
     source: str = "rocminfo"
+    uuid: str | None = None  # "GPU-<16 hex>" when the GPU has a unique id; None for rocminfo's "GPU-XX"
 
 
 _LSPCI_RE = re.compile(
@@ -94,14 +96,73 @@ def _parse_plain_lspci_line(line: str) -> PciDevice | None:
                      vendor=AMD_VENDOR if amd else "", device=dev.group(1).lower() if dev else "", description=desc)
 
 
+# No line of lspci or rocminfo output comes near this; longer lines are skipped (and said so), which keeps
+# every regex below on short input: the parsers stay linear in the paste's size.
+MAX_LINE = 4096
+_LSPCI_START_RE = re.compile(
+    r"^(?:(?:[0-9a-fA-F]{4}:)?[0-9a-fA-F]{2}:[0-9a-fA-F]{2}\.[0-7]\s|"
+    r"(?:VGA compatible controller|3D controller|Display controller|Processing accelerators)\b)"
+)
+_BLANKS_RE = re.compile(r"[ \t]+")
+_WRAP_JOIN = 5  # a record wrapped by a terminal is rejoined from at most this many lines
+
+
+def bounded_lines(text: str) -> list[str]:
+    """The paste's lines, without any longer than MAX_LINE characters."""
+    return [line for line in text.splitlines() if len(line) <= MAX_LINE]
+
+
+def long_line_note(text: str | None, what: str) -> list[str]:
+    count = sum(1 for line in (text or "").splitlines() if len(line) > MAX_LINE)
+    return [f"{count} line(s) of the {what} input longer than {MAX_LINE} characters were skipped "
+            f"(no real {what} line is that long)"] if count else []
+
+
+def _squeeze(line: str) -> str:
+    """One space for each run of blanks: the regexes then see no long ambiguous runs (linear matching)."""
+    return _BLANKS_RE.sub(" ", line).strip()
+
+
+def _continues(line: str) -> bool:
+    """A line a terminal broke off the one before: not a record start and not an indented `lspci -v` detail
+    line (those start with a tab or several blanks; a broken-off line starts with a character or one blank)."""
+    return (bool(line) and not _LSPCI_START_RE.match(line.strip()) and not line.startswith(("\t", "  "))
+            and not (line.startswith(" ") and len(line) > 1 and line[1].isspace()))
+
+
+def _lspci_records(text: str) -> list[str]:
+    """Lines of lspci output, with records a terminal wrapped mid-token joined back (as the terminal broke
+    them: nothing added): an `lspci -nn` record that does not parse takes the lines after it until it does;
+    a plain `lspci` record takes the broken-off lines that follow it."""
+    lines = [line.rstrip("\r") for line in bounded_lines(text)]
+    out: list[str] = []
+    i = 0
+    while i < len(lines):
+        line, step = _squeeze(lines[i]), 1
+        if not _LSPCI_RE.match(line) and _LSPCI_START_RE.match(line):
+            joined = lines[i]
+            for k in range(1, _WRAP_JOIN):
+                if i + k >= len(lines) or not _continues(lines[i + k]) or len(joined) > MAX_LINE:
+                    break
+                joined += lines[i + k]
+                if _LSPCI_RE.match(_squeeze(joined)):
+                    line, step = _squeeze(joined), k + 1
+                    break
+                if not re.search(r"\[[0-9a-fA-F]{4}\]:", joined):  # plain lspci: take every broken-off line
+                    line, step = _squeeze(joined), k + 1
+        out.append(line)
+        i += step
+    return out
+
+
 def parse_lspci(text: str) -> list[PciDevice]:
     """Display-class devices from `lspci -nn` output (other PCI functions are ignored). Lines of plain
-    `lspci` are kept too, with whatever id they still carry."""
+    `lspci` are kept too, with whatever id they still carry. Lines a terminal wrapped are joined back."""
     found = []
-    for line in text.splitlines():
-        match = _LSPCI_RE.match(line.strip())
+    for line in _lspci_records(text):
+        match = _LSPCI_RE.match(line)
         if not match:
-            plain = _parse_plain_lspci_line(line.strip())
+            plain = _parse_plain_lspci_line(line)
             if plain:
                 found.append(plain)
             continue
@@ -120,10 +181,10 @@ def parse_lspci(text: str) -> list[PciDevice]:
 
 
 def _read(path: Path) -> str | None:
-    try:
-        return path.read_text(encoding="utf-8", errors="replace").strip()
-    except OSError:
-        return None
+    from provision.safeinput import read_small_regular
+
+    text = read_small_regular(path)
+    return text.strip() if text is not None else None
 
 
 def read_sysfs_pci(root: Path) -> list[PciDevice]:
@@ -164,6 +225,7 @@ def parse_kfd_properties(text: str, node: int = 0) -> KfdNode | None:
         vendor_id=props.get("vendor_id", 0),
         device_id=props.get("device_id", 0),
         location_id=props.get("location_id"),
+        unique_id=max(props.get("unique_id", 0), 0),
     )
 
 
@@ -182,13 +244,36 @@ def read_kfd(root: Path) -> list[KfdNode]:
     return nodes
 
 
-_FIELD_RE = re.compile(r"^\s*(?P<key>[A-Za-z][A-Za-z0-9 ()#_-]*?):\s*(?P<value>.*?)\s*$")
+_UUID_RE = re.compile(r"gpu-[0-9a-f]{16}")
+
+
+def uuid_from_unique_id(unique_id: int) -> str | None:
+    """KFD `unique_id` -> the runtime's agent UUID ("GPU-" and 16 hex digits, as rocminfo prints it)."""
+    return f"GPU-{unique_id:016x}" if 0 < unique_id < 2**64 else None
+
+
+_FIELD_RE = re.compile(r"^[ \t]*(?P<key>[A-Za-z][A-Za-z0-9 ()#_-]*?):(?P<value>.*)$")
+_ROCMINFO_TOP_RE = re.compile(r"^(?:\*{3,}|={3,}|Agent\s+\d+\s*$|HSA |ROCk |\*\*\* Done|[A-Za-z][A-Za-z0-9 .()#_/-]*:)")
+
+
+def _rocminfo_lines(text: str) -> list[str]:
+    """rocminfo lines with those a terminal wrapped joined back: a line at column 0 that is none of rocminfo's
+    own top-level lines continues the indented line before it (nothing added between them)."""
+    out: list[str] = []
+    for raw in bounded_lines(text):
+        line = raw.rstrip("\r")
+        if (out and line and not line[0].isspace() and out[-1][:1].isspace() and not _ROCMINFO_TOP_RE.match(line)
+                and len(out[-1]) + len(line) <= MAX_LINE):
+            out[-1] += line
+        else:
+            out.append(line)
+    return out
 
 
 def _rocminfo_blocks(text: str) -> list[dict[str, str]]:
     """Split rocminfo output into agent blocks: at `Agent N` headers, or, for pastes that lost their
     headers, at each agent-level `Name:` line (ISA and pool `Name:` lines are indented deeper)."""
-    lines = text.splitlines()
+    lines = _rocminfo_lines(text)
     has_headers = any(re.match(r"^\s*Agent\s+\d+\s*$", line) for line in lines)
     agent_indent = min(
         (len(line) - len(line.lstrip()) for line in lines if re.match(r"^\s*(Name|Device Type):", line)),
@@ -211,7 +296,7 @@ def _rocminfo_blocks(text: str) -> list[dict[str, str]]:
             current = {}
             blocks.append(current)
         if indent == agent_indent and match["key"] not in current:
-            current[match["key"]] = match["value"]
+            current[match["key"]] = match["value"].strip()
     return [b for b in blocks if b]
 
 
@@ -227,11 +312,13 @@ def parse_rocminfo(text: str) -> list[Agent]:
         hex_match = re.search(r"\(0x([0-9a-fA-F]+)\)", chip)
         dec_match = re.fullmatch(r"\s*(\d+)\s*", chip)
         chip_id = None
-        if hex_match:
+        if hex_match and len(hex_match.group(1)) <= 4:
             chip_id = hex_match.group(1).lower().rjust(4, "0")
-        elif dec_match:
+        elif dec_match and len(dec_match.group(1)) <= 5 and int(dec_match.group(1)) <= 0xFFFF:
             chip_id = f"{int(dec_match.group(1)):04x}"
-        agents.append(Agent(name=name, marketing_name=block.get("Marketing Name") or None, chip_id=chip_id))
+        uuid = block.get("Uuid", "").strip().lower()
+        agents.append(Agent(name=name, marketing_name=block.get("Marketing Name") or None, chip_id=chip_id,
+                            uuid=f"GPU-{uuid[4:]}" if _UUID_RE.fullmatch(uuid) else None))
     return agents
 
 
@@ -277,6 +364,7 @@ class Gpu:
     rocm70: str | None = None
     supported_os: list[str] = field(default_factory=list)
     override_gfx_version: str | None = None  # catalog's same-family override, if any
+    uuid: str | None = None  # the runtime's agent UUID (ROCR_VISIBLE_DEVICES accepts it); None when it has none
     evidence: list[str] = field(default_factory=list)
     diagnosis: list[str] = field(default_factory=list)
 
@@ -415,7 +503,8 @@ def identify(
     if lspci is not None:
         parsed = parse_lspci(lspci)
         add_pci(parsed, "lspci")
-        if any(not _LSPCI_RE.match(line.strip()) for line in lspci.splitlines() if _LSPCI_PLAIN_RE.match(line.strip())):
+        notes += long_line_note(lspci, "lspci")
+        if any(not _LSPCI_RE.match(line) for line in _lspci_records(lspci) if _LSPCI_PLAIN_RE.match(line)):
             notes.append("this is `lspci` output without -nn: vendor:device ids are missing or partial; "
                          "paste `lspci -nn` so every GPU is identified by its PCI id")
     if sysfs_root is not None:
@@ -437,6 +526,7 @@ def identify(
             if gpu.gfx and gpu.gfx != kfd_gfx:
                 gpu.diagnosis.append(f"KFD reports {kfd_gfx} for {pci_id} but the catalog says {gpu.gfx}")
             gpu.gfx = gpu.gfx or kfd_gfx
+            gpu.uuid = gpu.uuid or uuid_from_unique_id(node.unique_id)
 
     runtime_agents = (parse_rocminfo(rocminfo) if rocminfo is not None else []) or (
         parse_agent_enumerator(agents) if agents is not None else []
@@ -465,6 +555,7 @@ def _attach_agents(gpus: list[Gpu], by_id: dict[str, list[Gpu]], agents: list[Ag
             unmatched.append(agent)
             continue
         target.gfx_runtime = agent.name or None
+        target.uuid = target.uuid or agent.uuid
         target.evidence.append(agent.source)
     # Agents without a Chip ID: pair them in order with AMD GPUs that have no runtime name yet.
     open_gpus = [g for g in gpus if g.role != "non-amd" and g.gfx_runtime is None]
@@ -474,9 +565,11 @@ def _attach_agents(gpus: list[Gpu], by_id: dict[str, list[Gpu]], agents: list[Ag
         if open_gpus and (len(open_gpus) == 1 or _same_kind(open_gpus[0], agent, cat)):
             gpu = open_gpus.pop(0)
             gpu.gfx_runtime = agent.name
+            gpu.uuid = gpu.uuid or agent.uuid
             gpu.evidence.append(agent.source)
         else:
             gpu = _gpu_from_gfx(agent.name, agent.marketing_name, cat)
+            gpu.uuid = agent.uuid
             gpu.evidence.append(agent.source)
             gpus.append(gpu)
 

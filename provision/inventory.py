@@ -44,6 +44,9 @@ _TEMPLATE_RE = re.compile(r"\{\{|\{%")
 _CONNECTION_VARS = ("ansible_host", "ansible_port", "ansible_user", "ansible_connection")
 _NO_VAULT_PASSWORD = ("is encrypted with Ansible Vault and no vault password was given: use --vault-password-file "
                       "FILE, --ask-vault-pass or ANSIBLE_VAULT_PASSWORD_FILE")
+_INVENTORY_NAME_RE = re.compile(r"^(?!\.)(?!-)[A-Za-z0-9_.:-]{1,253}\Z")
+_SCOPE_ID_RE = re.compile(r"^[A-Za-z0-9_.-]{1,15}\Z")  # an interface name (IFNAMSIZ 16) or a number
+_LOOPBACK_NAMES = {"localhost", "localhost.localdomain", "ip6-localhost", "ip6-loopback"}
 
 
 @dataclass
@@ -130,6 +133,9 @@ def load_lab(source: str | os.PathLike[str], limit: str | None = None, options: 
     if not path.exists():
         raise InventoryError([Problem(f"inventory not found: {path}", file=str(path),
                                       allowed="an INI or YAML inventory file, or a directory of them")])
+    from provision import inventory_guard
+
+    inventory_guard.check(path)  # before anything reads it: a FIFO, device or huge file is refused at once
     if path.is_file():
         try:
             path.read_bytes()
@@ -151,7 +157,9 @@ def load_lab(source: str | os.PathLike[str], limit: str | None = None, options: 
         try:
             inventory = InventoryManager(loader=loader, sources=[str(path)])
         except AnsibleError as exc:
-            reasons = "; ".join(dict.fromkeys(captured)) or str(exc)
+            plugin = "'yaml' plugin" if path.suffix.lower() in (".yml", ".yaml", ".json") else "'ini' plugin"
+            mine = [c for c in captured if plugin in c]
+            reasons = "; ".join(dict.fromkeys(mine or captured)) or str(exc)
             raise InventoryError([Problem(f"cannot parse the inventory: {reasons}", file=str(path),
                                           allowed="Ansible INI or YAML inventory syntax")]) from None
         hosts = inventory.get_hosts()
@@ -168,12 +176,8 @@ def load_lab(source: str | os.PathLike[str], limit: str | None = None, options: 
         try:
             variables = VariableManager(loader=loader, inventory=inventory)
             raw = [(h, variables.get_vars(host=h, include_hostvars=False)) for h in hosts]
-        except AnsibleError as exc:  # e.g. a vault-encrypted group_vars file without a vault password
-            message = str(getattr(exc, "message", "") or exc).strip().splitlines()[0]
-            if "vault" in message.lower():
-                message += " (give --vault-password-file FILE, --ask-vault-pass or ANSIBLE_VAULT_PASSWORD_FILE)"
-            raise InventoryError([Problem(f"cannot read the inventory's variables: {message}",
-                                          file=str(path))]) from None
+        except AnsibleError as exc:  # group_vars/host_vars ansible-core cannot read (vault, YAML, shape)
+            raise InventoryError([_ansible_problem(exc, path)]) from None
 
     problems: list[Problem] = []
     skipped: list[str] = []
@@ -194,6 +198,44 @@ def load_lab(source: str | os.PathLike[str], limit: str | None = None, options: 
     return Lab(source=str(path), hosts=entries, skipped=skipped)
 
 
+def _is_template(value: Any, depth: int = 0) -> bool:
+    """A Jinja2 template anywhere in the value (left to ansible-playbook: never rendered here)."""
+    if depth > 20:
+        return False
+    if isinstance(value, str):
+        return bool(_TEMPLATE_RE.search(value))
+    if isinstance(value, dict):
+        return any(_is_template(k, depth + 1) or _is_template(v, depth + 1) for k, v in value.items())
+    if isinstance(value, list | tuple):
+        return any(_is_template(v, depth + 1) for v in value)
+    return False
+
+
+def _ansible_problem(exc: Exception, path: Path) -> Problem:
+    """An ansible-core error as a Problem naming file:line (from its origin tag or its message) and the reason."""
+    where = None
+    obj = getattr(exc, "obj", None)
+    if obj is not None:
+        where = _origin(obj)
+    text = " ".join(str(getattr(exc, "message", "") or exc).split())
+    match = re.search(r"(/[^\s'\"]+?)(?:'|\"|,| line | \(|:(\d+))", text)
+    if where is None and match:
+        where = match.group(1) + (f":{match.group(2)}" if match.group(2) else "")
+    if "vault" in text.lower() and ("password" in text.lower() or "secrets" in text.lower()):
+        text = _NO_VAULT_PASSWORD
+        if where is None:  # name the vaulted file ansible-core could not open
+            base = path if path.is_dir() else path.parent
+            for folder in ("group_vars", "host_vars"):
+                for file in sorted((base / folder).rglob("*")) if (base / folder).is_dir() else []:
+                    if file.is_file() and file.read_bytes()[:14] == b"$ANSIBLE_VAULT":
+                        where = str(file)
+                        break
+                if where:
+                    break
+    return Problem(f"cannot read the inventory's variables: {text[:400]}", file=where or str(path),
+                   allowed="Ansible INI or YAML inventory and group_vars/host_vars files")
+
+
 def _validate_host(name: str, groups: list[str], hostvars: dict[str, Any], file: str,
                    problems: list[Problem]) -> HostEntry | None:
     before = len(problems)
@@ -206,6 +248,10 @@ def _validate_host(name: str, groups: list[str], hostvars: dict[str, Any], file:
         problems.append(Problem(message, file=where or file, host=name, variable=variable,
                                 value=None if variable in vaulted else value, allowed=allowed))
 
+    if not _INVENTORY_NAME_RE.match(name):
+        problem(None, f"host name {name!r} cannot be used: it becomes a file name on the controller (run "
+                "directories, reports), so it may not hold /, .. or characters outside letters, digits and . _ - :",
+                None, "letters, digits and . _ - : (at most 253 characters, not starting with . or -)")
     hostvars = dict(hostvars)
     undecrypted = False
     for key in origins:
@@ -256,6 +302,9 @@ def _validate_host(name: str, groups: list[str], hostvars: dict[str, Any], file:
             continue
         settings[key[len(PREFIX):]] = value
 
+    from provision import redact
+
+    redact.remember(*(v for k, v in settings.items() if k in SECRET_FIELDS))
     spec = None
     try:
         spec = HostSpec(**settings)
@@ -335,12 +384,18 @@ def _cross_host_problems(entries: list[HostEntry], file: str) -> list[Problem]:
     for entry in entries:
         if entry.connection in ("local", "ansible.builtin.local") or "ansible_host" in entry.templated:
             continue
-        key = (entry.address.lower(), entry.port)
+        key = _machine_key(entry)
+        if local_hosts and key == ("localhost", 22):  # this controller's own sshd
+            problems.append(Problem(
+                f"reaches this controller over SSH ({entry.address}) while host {local_hosts[0]} uses "
+                "ansible_connection=local: both are the same machine, and upgrading it twice at once would run two "
+                "package managers on it", file=file, host=entry.name, variable="ansible_host",
+                value=entry.address, allowed="one inventory entry per machine"))
         if key in seen:
             problems.append(Problem(
-                f"has the same address and port as host {seen[key]}: both names would upgrade one machine",
-                file=file, host=entry.name, variable="ansible_host", value=f"{entry.address}:{entry.port or 22}",
-                allowed="one inventory entry per machine"))
+                f"has the same address and port as host {seen[key]} (written differently): both names would "
+                "upgrade one machine", file=file, host=entry.name, variable="ansible_host",
+                value=f"{entry.address}:{entry.port or 22}", allowed="one inventory entry per machine"))
         seen.setdefault(key, entry.name)
     return problems
 
@@ -373,26 +428,45 @@ def _reveal(value: Any) -> Any:
     return value
 
 
-def _is_template(value: Any) -> bool:
-    return isinstance(value, str) and bool(_TEMPLATE_RE.search(value))
-
-
 def _int_or_none(value: Any) -> int | None:
+    """A port as INI or YAML gives it; ASCII digits only (int() also reads '٢٢' or '２２', ssh does not)."""
     if isinstance(value, bool):
         return None
     if isinstance(value, int):
         return value
-    if isinstance(value, str) and value.strip().isdigit():
+    if isinstance(value, str) and value.strip().isascii() and value.strip().isdigit():
         return int(value)
     return None
 
 
 def _is_host_address(value: str) -> bool:
+    if "%" in value:  # an IPv6 scope id: Python's ipaddress accepts any text there, ssh gets it as an argument
+        _, _, scope = value.partition("%")
+        if not _SCOPE_ID_RE.match(scope):
+            return False
     try:
         ipaddress.ip_address(value)
         return True
     except ValueError:
         return bool(_HOSTNAME_RE.match(value))
+
+
+def _machine_key(entry: HostEntry) -> tuple[str, int]:
+    """One spelling per machine: IPs compressed (::1 = 0:0:0:0:0:0:0:1, v4-mapped = v4), names lower case
+    without a trailing dot, the ssh port explicit (22 when unset). 127.0.0.1, ::1 and `localhost` are one
+    name ("localhost"); other 127.x addresses stay distinct (each can be its own sshd, as in the lab)."""
+    address = entry.address.strip()
+    port = entry.port or 22
+    try:
+        ip = ipaddress.ip_address(address)
+        if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped:
+            ip = ip.ipv4_mapped
+        if ip == ipaddress.ip_address("127.0.0.1") or ip == ipaddress.ip_address("::1"):
+            return ("localhost", port)
+        return (ip.compressed, port)
+    except ValueError:
+        name = address.lower().rstrip(".")
+        return ("localhost" if name in _LOOPBACK_NAMES else name, port)
 
 
 def spec_from_vars(host: str, provision_vars: dict[str, Any], file: str = "inventory") -> HostSpec:

@@ -111,6 +111,23 @@ def _converged(state: str, reason: str, converged: dict[str, Any] | None,
             "(`provision upgrade --reverify` runs the full path again)"), verification
 
 
+def _wheel_set(staged: dict[str, Any] | None) -> dict[str, Any] | None:
+    """What the stage fetched for a host: where from, every file with its sha256, and a lab's Python-tag note."""
+    if not staged:
+        return None
+    files = staged.get("files") or []
+    return {
+        "key": staged.get("key"),
+        "index_url": staged.get("index_url"),
+        "pypi_index_url": staged.get("pypi_index_url"),
+        "python_version": staged.get("python_version"),
+        "python_tag_note": staged.get("python_tag_note") or "",
+        "pinned": sum(1 for f in files if f.get("source") == "pin"),
+        "dependencies": sum(1 for f in files if f.get("source") != "pin"),
+        "files": [{k: f.get(k) for k in ("file", "sha256", "size", "source")} for f in files],
+    }
+
+
 def _remove_notes(remove: dict[str, Any] | None) -> list[str]:
     """What rocm_remove moved aside instead of deleting (a leftover ROCm tree holding files of no package)."""
     notes = []
@@ -128,6 +145,7 @@ def build(command: str, run: RunResult, inventory: Path, started: datetime, fini
     verify_all: dict[str, Any] = stats.get("provision_verify") or {}
     converged_all: dict[str, Any] = stats.get("provision_converged") or {}
     reboot_all: dict[str, Any] = stats.get("provision_reboot_pending") or {}
+    wheel_sets: dict[str, Any] = stats.get("provision_wheel_sets") or {}
     remove_all: dict[str, Any] = stats.get("provision_remove") or {}
     hosts = []
     for name in sorted(run.hosts):
@@ -148,6 +166,8 @@ def build(command: str, run: RunResult, inventory: Path, started: datetime, fini
             "gpus": (preflight or {}).get("gpus", []),
             "os": (preflight or {}).get("os"),
             "before": _versions((preflight or {}).get("rocm")),
+            # users' venvs with PyTorch for a ROCm below the new driver's user-space window (left untouched)
+            "old_venvs": (preflight or {}).get("old_venvs", []),
             "after": _versions(after_all.get(name), verification) if name in after_all else {},
             "phases": progress.phase_records(),
             "changed": progress.changed,
@@ -160,6 +180,8 @@ def build(command: str, run: RunResult, inventory: Path, started: datetime, fini
             "reboot_pending": bool(reboot_all.get(name)),
             "verification": verification,
             "workaround": search,
+            "python": (preflight or {}).get("python"),
+            "wheel_set": _wheel_set(wheel_sets.get(name)),
         })
     return {
         "schema_version": SCHEMA_VERSION,

@@ -23,6 +23,10 @@ def torch() -> dict[str, Any]:
     return all_pins()["torch"]
 
 
+def python() -> dict[str, Any]:
+    return all_pins()["python"]
+
+
 def defaults() -> dict[str, Any]:
     return all_pins()["defaults"]
 

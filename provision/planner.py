@@ -75,6 +75,23 @@ def plan_host(
 
     `torch` is the users' PyTorch build (read from their venv at preflight); None on a pasted box, where the
     fallback plan assumes a public PyTorch ROCm 5.x wheel and says so."""
+    plan = _plan_host(spec, ident, os_facts, rocm, torch)
+    if ident is not None and plan.action not in ("blocked", "undecided"):
+        plan = _hide_integrated_gpus(plan, ident)
+    elif ident is not None and plan.action == "blocked":
+        # say now what the iGPU will need once the other reason is resolved
+        unblocked = _hide_integrated_gpus(Plan("upgrade"), ident)
+        plan.warnings = _dedupe([*plan.warnings, *(f"also: {r}" for r in unblocked.reasons)])
+    return plan
+
+
+def _plan_host(
+    spec: HostSpec,
+    ident: Identification | None = None,
+    os_facts: OsFacts | None = None,
+    rocm: RocmState | None = None,
+    torch: TorchBuild | None = None,
+) -> Plan:
     rocm = rocm or RocmState()
     if spec.mode == "fallback":
         return _fallback(spec, ident, rocm, ["provision_mode is fallback: the host keeps its ROCm stack"], torch)
@@ -94,7 +111,9 @@ def plan_host(
     unknown = [g for g in compute if g.role == "unknown-amd"]
     if unknown:
         return Plan("blocked", reasons=[f"{g.name} ({g.pci_id}) is not in the GPU catalog, so ROCm 7.0 support "
-                                        "cannot be judged; set provision_mode: fallback or upgrade to decide"
+                                        "cannot be judged; set provision_mode: fallback to keep its ROCm stack "
+                                        "with the MIOpen workaround profile (an upgrade cannot be planned for a "
+                                        "GPU whose gfx target is unknown)"
                                         for g in unknown])
 
     warnings: list[str] = []
@@ -151,6 +170,42 @@ def plan_host(
     if not spec.allow_reboot:
         warnings.append("provision_allow_reboot is false: the new amdgpu driver loads only after a manual reboot")
     return Plan(action, reasons=reasons, warnings=_dedupe(warnings), env=env, env_remove=env_remove, steps=steps)
+
+
+def _hide_integrated_gpus(plan: Plan, ident: Identification) -> Plan:
+    """An iGPU beside a discrete GPU: the ROCm runtime enumerates both (AMD tells users to disable the iGPU in
+    the BIOS). Hidden from every ROCm process with ROCR_VISIBLE_DEVICES listing the discrete GPUs by UUID when
+    each has one; blocked with the BIOS advice when one has none (an index may change order, so it is never
+    used). Sources: rocm70-install.md "Integrated GPUs"; ROCm/ROCm#4390 (Granite Ridge iGPU as gfx1036)."""
+    igpus = [g for g in ident.gpus if g.role == "igpu"]
+    compute = ident.compute
+    if not igpus or not compute:
+        return plan
+    names = ", ".join(f"{g.name} ({g.pci_id or g.gfx_runtime}, {g.gfx or g.gfx_runtime})" for g in igpus)
+    override = plan.env.get("HSA_OVERRIDE_GFX_VERSION")
+    override_note = (f"; HSA_OVERRIDE_GFX_VERSION={override} applies to every GPU the runtime sees, the iGPU "
+                     "included" if override else "")
+    missing = [g for g in compute if not g.uuid]
+    if missing:
+        lacking = ", ".join(f"{g.name} ({g.pci_id or g.gfx_runtime})" for g in missing)
+        return Plan("blocked", reasons=[
+            f"the integrated GPU {names} sits beside the discrete GPU(s) and the ROCm runtime enumerates both "
+            f"(AMD: the runtime may crash even when told to omit the iGPU){override_note}; it cannot be hidden "
+            f"with ROCR_VISIBLE_DEVICES because {lacking} has no unique id (rocminfo shows Uuid GPU-XX), and a "
+            "device index may change order between boots; disable the integrated GPU in the BIOS/UEFI setup "
+            "(AMD's advice), then run again",
+            *plan.reasons], warnings=plan.warnings)
+    visible = ",".join(g.uuid for g in compute if g.uuid)
+    env = {**plan.env, "ROCR_VISIBLE_DEVICES": visible}
+    reasons = [*plan.reasons,
+               f"the integrated GPU {names} is hidden from ROCm by ROCR_VISIBLE_DEVICES={visible} in the host's "
+               f"profile (the discrete GPU(s) by UUID): the runtime would otherwise enumerate it too{override_note}"]
+    warnings = [*plan.warnings,
+                f"AMD's advice for a discrete GPU beside an integrated one is to disable the integrated GPU in the "
+                f"BIOS/UEFI setup; ROCR_VISIBLE_DEVICES hides {names} from ROCm processes that read the profile only"]
+    env_remove = [v for v in plan.env_remove if v != "ROCR_VISIBLE_DEVICES"]
+    return Plan(plan.action, reasons=reasons, warnings=_dedupe(warnings), env=env, env_remove=env_remove,
+                steps=plan.steps)
 
 
 def _os_supported(os_facts: OsFacts | None) -> bool:

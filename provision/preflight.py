@@ -5,13 +5,15 @@ call `evaluate`, so a plan is made by one piece of code whichever way the playbo
 from __future__ import annotations
 
 import re
+import time
 from pathlib import Path
 from typing import Any
 
-from provision import torchbuild
+from provision import hostrules, pins, torchbuild
 from provision.identify import KfdNode, PciDevice, identify, norm_slot, parse_kfd_properties
 from provision.osfacts import os_facts_from_text
 from provision.planner import RocmState, plan_host
+from provision.pythonsource import decide as decide_python
 from provision.specs import HostSpec
 
 SCHEMA_VERSION = 1
@@ -91,11 +93,15 @@ def _driver_checks(raw: dict[str, Any], spec: HostSpec) -> tuple[list[str], list
     """Secure Boot and kernel headers: what the amdgpu-dkms build needs (only when the driver is installed)."""
     problems: list[str] = []
     warnings: list[str] = []
-    kernel = raw.get("kernel")
+    kernel = raw.get("kernel_running") or raw.get("kernel")
     if raw.get("secure_boot") == "enabled":
         if not spec.install_driver:
             warnings.append("Secure Boot is on; the amdgpu-dkms driver is not installed (provision_install_driver "
                             "is false), so the in-box amdgpu driver stays")
+        elif hostrules.secure_boot_mok(raw)[0]:
+            problems += hostrules.secure_boot_mok(raw)[0]
+        elif any(state == "enrolled" for state in (raw.get("mok_enrolled") or {}).values()):
+            pass
         elif raw.get("mok_keys"):
             warnings.append(f"Secure Boot is on: DKMS signs amdgpu with {raw['mok_keys'][0]}; that key must be "
                             "enrolled (mokutil --import, then confirm at the next boot) or the module will not load")
@@ -106,6 +112,9 @@ def _driver_checks(raw: dict[str, Any], spec: HostSpec) -> tuple[list[str], list
                 "would be built unsigned and refused by the kernel; enroll a MOK for DKMS (mokutil --import, then "
                 "confirm at the next boot), or set provision_install_driver: false to keep the in-box amdgpu driver"
             )
+    if spec.install_driver:
+        os_facts = os_facts_from_text(raw["os_release"]) if raw.get("os_release") else None
+        problems += hostrules.kernel_window(raw, os_facts.key if os_facts else None)[0]
     if raw.get("kernel_headers") or not spec.install_driver:
         return problems, warnings
     package = raw.get("kernel_headers_package") or f"linux-headers-{kernel}"
@@ -140,6 +149,11 @@ def checks(raw: dict[str, Any], spec: HostSpec, min_free_gib: dict[str, float],
             missing = " and ".join(sorted({"render", "video"} - set(groups)))
             warnings.append(f"user {user} is not in {missing} yet; the install step adds them (effective at "
                             f"{user}'s next login)")
+    key_problems, key_warnings = hostrules.host_keys(raw, pins.repo()["key_fingerprint"], time.time(), upgrade)
+    problems += key_problems if not upgrade else []
+    warnings += key_warnings + (key_problems if upgrade else [])
+    if upgrade:
+        warnings += hostrules.old_venv_warning(hostrules.old_venvs(raw))
     lspci = raw.get("lspci")
     if lspci is None:
         warnings.append("lspci is not installed; GPUs were identified from sysfs only")
@@ -159,15 +173,20 @@ def evaluate(raw: dict[str, Any], spec: HostSpec, min_free_gib: dict[str, float]
     rocm = rocm_state(raw)
     plan = plan_host(spec, ident, os_facts, rocm, torchbuild.from_probe(raw.get("venv_torch")))
     problems, warnings = checks(raw, spec, min_free_gib or {}, plan.action in ("upgrade", "upgrade-with-override"))
+    python = decide_python(os_facts.key if os_facts else None, raw.get("python"), spec)
+    if plan.action in ("upgrade", "upgrade-with-override") and python.problem:
+        problems.append(python.problem)
     if plan.action in ("upgrade", "upgrade-with-override") and problems:
         plan.action = "blocked"
         plan.reasons = [*problems, *plan.reasons]
-    plan.warnings = [*plan.warnings, *warnings]
+    plan.warnings = [*plan.warnings, *warnings,
+                     *hostrules.multi_gpu_iommu(raw, len([g for g in ident.gpus if g.role != "non-amd"]))]
     return {
         "schema_version": SCHEMA_VERSION,
         **ident.to_dict(),
         "os": (os_facts.__dict__ | {"key": os_facts.key}) if os_facts else None,
         "kernel": raw.get("kernel"),
+        "old_venvs": hostrules.old_venvs(raw),
         "secure_boot": raw.get("secure_boot"),
         "rocm": {
             "version": rocm.version,
@@ -178,4 +197,5 @@ def evaluate(raw: dict[str, Any], spec: HostSpec, min_free_gib: dict[str, float]
             "dkms_amdgpu": raw.get("dkms_amdgpu") or [],
         },
         "plan": plan.to_dict(),
+        "python": python.to_dict(),
     }

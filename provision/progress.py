@@ -19,6 +19,7 @@ from rich.console import Console, Group, RenderableType
 from rich.live import Live
 from rich.progress_bar import ProgressBar
 from rich.table import Table
+from rich.text import Text
 
 from provision.runner import HostProgress
 
@@ -92,7 +93,7 @@ class ProgressView:
                  downloads: Path | None = None) -> None:
         self.hosts = hosts
         self.title = title
-        self.console = console or Console(stderr=True)
+        self.console = console or Console(stderr=True, emoji=False)
         self.tty = self.console.is_terminal and sys.stderr.isatty()
         self._live: Live | None = None
         self._last: dict[str, tuple[str, str]] = {}
@@ -108,7 +109,8 @@ class ProgressView:
             table.add_column(col, overflow="fold")
         for h in sorted(self.hosts.values(), key=lambda x: x.name):
             style = STATUS_STYLE.get(h.status, "")
-            table.add_row(h.name, h.phase, h.task, f"{h.elapsed:5.1f}s", f"[{style}]{h.status}[/]")
+            # host and task names come from the inventory and the playbooks: text, never markup
+            table.add_row(Text(h.name), Text(h.phase), Text(h.task), f"{h.elapsed:5.1f}s", f"[{style}]{h.status}[/]")
         return table
 
     def download_line(self) -> RenderableType | None:
@@ -132,8 +134,10 @@ class ProgressView:
             if self._last.get(host.name) == key:
                 return
             self._last[host.name] = key
-        self.console.print(f"{host.name}: {host.phase} {host.status}" + (f" - {host.message}" if host.message else ""),
-                           markup=False, highlight=False)
+        from provision.redact import text as redact
+
+        self.console.print(redact(f"{host.name}: {host.phase} {host.status}"
+                                  + (f" - {host.message}" if host.message else "")), markup=False, highlight=False)
 
     def print_download(self) -> None:
         """Without a terminal: the first download line, then one every 10 s while the download moves on."""

@@ -41,6 +41,9 @@ def exit_code(report: dict[str, Any]) -> int:
 def write(report: dict[str, Any], run_dir: Path) -> list[Path]:
     """Write the four files, each atomically, readable by the owner only."""
     run_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    from provision.redact import deep
+
+    report = deep(report)
     rendered = {
         "report.json": json.dumps(report, indent=1, sort_keys=False) + "\n",
         "junit.xml": junit(report),
@@ -68,10 +71,11 @@ def stale_files(run_dir: Path) -> list[str]:
 
 def load(run_dir: Path) -> dict[str, Any]:
     from provision.errors import InputError
+    from provision.safeinput import read_bytes
 
     path = run_dir / "report.json" if run_dir.is_dir() else run_dir
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads(read_bytes(path, "run report", 256 * 1024 * 1024).decode("utf-8"))
     except (OSError, ValueError) as exc:
         raise InputError(f"{path}: not a readable run report ({exc})") from exc
     if not isinstance(data, dict) or data.get("schema_version") != SCHEMA_VERSION:
@@ -234,6 +238,21 @@ def _md(value: Any) -> str:
     """Text from hosts made safe in a Markdown table cell or line: no pipes, HTML or line breaks of its own."""
     text = " ".join(str("" if value is None else value).split())
     return html.escape(text, quote=False).replace("|", "\\|")
+def wheel_notes(h: dict[str, Any]) -> list[str]:
+    """The venv's Python source and the staged wheel set (sha256 of every file in report.json)."""
+    notes = []
+    python = h.get("python") or {}
+    if python.get("source") and not python.get("problem"):
+        notes.append(f"Python {python.get('version')}: {python.get('source')}"
+                     + (f" ({python['note']})" if python.get("note") else ""))
+    wheels = h.get("wheel_set") or {}
+    if wheels:
+        notes.append(f"wheel set for Python {wheels.get('python_version')}: {wheels.get('pinned')} pinned file(s) "
+                     f"from {wheels.get('index_url')}, {wheels.get('dependencies')} dependencies from "
+                     f"{wheels.get('pypi_index_url')}, sha256 of each in report.json")
+        if wheels.get("python_tag_note"):
+            notes.append(f"lab: {wheels['python_tag_note']}")
+    return notes
 
 
 def markdown(report: dict[str, Any]) -> str:
@@ -282,6 +301,12 @@ def markdown(report: dict[str, Any]) -> str:
             lines.append("- env set: " + ", ".join(f"`{_md(k)}={_md(v)}`" for k, v in plan["env"].items()))
         if plan.get("env_remove"):
             lines.append("- env removed: " + ", ".join(f"`{_md(k)}`" for k in plan["env_remove"]))
+        for note in wheel_notes(h):
+            lines.append(f"- {_md(note)}")
+        if h.get("old_venvs"):
+            lines.append("- users' venvs with PyTorch for ROCm older than 6.2 (outside amdgpu 30.10's user-space "
+                         "window, left untouched): " + ", ".join(f"`{_md(v['venv'])}` (torch {_md(v['torch'])})"
+                                                         for v in h["old_venvs"]))
         lines.append(f"- before: {_md(versions_text(h.get('before')))}; after: {_md(versions_text(h.get('after')))}")
         lines.append(f"- own time {duration_text(h.get('duration_s'))} (first task to last: "
                      f"{duration_text(h.get('span_s', h.get('duration_s')))}), {h.get('changed', 0)} changed")

@@ -26,6 +26,7 @@ from provision.report import (
     reboot_pending,
     verification_text,
     versions_text,
+    wheel_notes,
 )
 
 FOLD_PASSING = 12  # more all-pass hosts than this go into a <details> below the failing ones
@@ -277,6 +278,7 @@ def _card(h: dict[str, Any], ident: int) -> str:
     plan = h.get("plan") or {}
     items = "".join(f"<li>{_e(r)}</li>" for r in plan.get("reasons", []))
     items += "".join(f"<li class='muted'>⚠ {_e(w)}</li>" for w in plan.get("warnings", []))
+    items += "".join(f"<li class='muted'>{_e(n)}</li>" for n in wheel_notes(h))
     _, gpus = _gpus(h)
     reason = h.get("reason")
     show_reason = reason and reason != "; ".join(plan.get("reasons", []))

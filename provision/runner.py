@@ -389,11 +389,17 @@ def _poll_note(res: dict[str, Any]) -> str:
 
 
 def _message(res: dict[str, Any]) -> str:
+    from provision.redact import text as redact
+
+    return redact(_raw_message(res))
+
+
+def _raw_message(res: dict[str, Any]) -> str:
     """One line saying why a task failed: the module's message, or for a command or a loop the line of its
     output that names the error (apt's `E:` lines, a GPG error) rather than "non-zero return code"."""
     for item in res.get("results") or []:
         if isinstance(item, dict) and item.get("failed"):
-            found = _message(item)
+            found = _raw_message(item)
             if found:
                 return found
     msg = str(res.get("msg") or "").strip()

@@ -45,15 +45,21 @@ SECRET_FIELDS = frozenset({"repo_password"})
 # would take the venv with it.
 _FORBIDDEN_EXACT = {"/", "/usr", "/usr/local", "/bin", "/sbin", "/lib", "/lib64", "/etc", "/opt", "/home",
                     "/root", "/var", "/tmp", "/srv", "/mnt", "/media"}
-_FORBIDDEN_PREFIXES = ("/opt/rocm", "/proc/", "/sys/", "/dev/", "/etc/", "/boot", "/usr/bin", "/usr/lib",
-                       "/usr/share", "/usr/sbin", "/var/lib/dpkg", "/var/lib/apt")
+# Matched per path component ("/boot" refuses /boot and /boot/x, not /bootstrap-venvs); /opt/rocm also as the
+# start of a name (/opt/rocm-7.0.0). /var/lib and /var/log belong to services and logrotate; /usr/local/bin,
+# /usr/local/sbin and /usr/include hold executables and headers other packages install.
+_FORBIDDEN_PREFIXES = ("/opt/rocm", "/proc", "/sys", "/dev", "/etc", "/boot", "/usr/bin", "/usr/lib",
+                       "/usr/share", "/usr/sbin", "/usr/include", "/usr/local/bin", "/usr/local/sbin", "/var/lib",
+                       "/var/log", "/run", "/var/run")
+PATH_MAX = 4096  # Linux PATH_MAX: no longer path can be opened
 
 TRUE_WORDS = {"true", "yes", "on", "1", "y", "t"}
 FALSE_WORDS = {"false", "no", "off", "0", "n", "f"}
 
 ALLOWED: dict[str, str] = {
     "mode": "auto, upgrade or fallback",
-    "venv": "an absolute path made of letters, digits and . _ / + @ -, outside system and /opt/rocm* directories",
+    "venv": "an absolute path (at most 4096 characters) made of letters, digits and . _ / + @ -, outside system"
+            " directories (/usr, /etc, /boot, /var/lib, /var/log, /usr/local/bin, /usr/include, ...) and /opt/rocm*",
     "python": "an absolute path to an interpreter, or python3 / python3.12, or leave unset to let the role choose",
     "users": "a list of Linux user names (lower case letters, digits, _ and -)",
     "allow_reboot": "true or false (also yes/no, on/off, 1/0)",
@@ -66,11 +72,19 @@ ALLOWED: dict[str, str] = {
                      " provision_allow_insecure_http: true)",
     "key_url": "an https URL without credentials (http only with provision_allow_insecure_http: true)",
     "key_fingerprint": "a 40-hex-digit OpenPGP fingerprint",
-    "wheel_index_url": "an https URL of a wheel directory or PEP 503 index, or file:///path of a wheel directory"
+    "wheel_index_url": "an https URL of a wheel directory listing (AMD's layout, e.g."
+                       " https://repo.radeon.com/rocm/manylinux/rocm-rel-7.0/), or file:///path of a wheel directory"
                        " (http only with provision_allow_insecure_http: true)",
+    "pypi_index_url": "an https URL of a PEP 503 simple index for the wheels' dependencies"
+                      " (default https://pypi.org/simple/; http only with provision_allow_insecure_http: true)",
     "allow_insecure_http": "true or false: accept http:// repository, key and wheel index URLs (credentials still"
                            " never go over http:// except to this machine's loopback)",
-    "torch_packages": "a list of {name, version} mappings (optional sha256, file)",
+    "python_source": "auto (by OS: Ubuntu 24.04 system, Ubuntu 22.04 deadsnakes, Debian 12 none), system,"
+                     " deadsnakes (Ubuntu only) or standalone (the pinned python-build-standalone CPython)",
+    "python_standalone_url": "an http(s) URL of the python-build-standalone release directory or its mirror"
+                             " (default https://github.com/astral-sh/python-build-standalone/releases/download)",
+    "torch_python": "the Python X.Y the wheel set is for, e.g. 3.12 (default: the pins' 3.12)",
+    "torch_packages": "a non-empty list of {name, version} mappings (optional sha256, file) that includes torch",
     "sysfs_root": "an absolute path (real hosts: /sys)",
     "verify_profile": "quick or full",
     "verify_venv": "an absolute path of a venv with torch (default: provision_venv)",
@@ -125,6 +139,8 @@ def _list(value: Any) -> Any:
 def _path(value: Any) -> str:
     if not isinstance(value, str):
         raise ValueError("not a path")
+    if len(value) > PATH_MAX:
+        raise ValueError(f"is {len(value)} characters long; Linux paths are at most {PATH_MAX}")
     if not value.startswith("/"):
         raise ValueError("is a relative path; it must be absolute")
     if not _SAFE_PATH_RE.match(value) or "/../" in value + "/":
@@ -165,7 +181,21 @@ def _loopback(url: str) -> bool:
         return False
 
 
+def _strict_int(value: Any) -> Any:
+    """Integers as YAML or INI give them: not a boolean (`true` is not 1 second), ASCII digits only (int() would
+    read '٣٦٠٠' or '²²'... as numbers; nothing downstream does)."""
+    if isinstance(value, bool):
+        raise ValueError("is a boolean, not a number")
+    if isinstance(value, str):
+        text = value.strip()
+        if not (text.isascii() and text.lstrip("-").isdigit()):
+            raise ValueError("is not a whole number written with the digits 0-9")
+        return int(text)
+    return value
+
+
 StrictishBool = Annotated[bool, BeforeValidator(_bool)]
+StrictInt = Annotated[int, BeforeValidator(_strict_int)]
 AbsPath = Annotated[str, BeforeValidator(_path)]
 Url = Annotated[str, BeforeValidator(_url)]
 IndexUrl = Annotated[str, BeforeValidator(_index_url)]
@@ -222,7 +252,7 @@ class HostSpec(BaseModel):
     python: str | None = None
     users: Annotated[list[str], BeforeValidator(_list)] = Field(default_factory=list)
     allow_reboot: StrictishBool = True
-    reboot_timeout: int = Field(default_factory=lambda: int(pins.defaults()["reboot_timeout"]), ge=60, le=7200)
+    reboot_timeout: StrictInt = Field(default_factory=lambda: int(pins.defaults()["reboot_timeout"]), ge=60, le=7200)
     fallback_env: dict[str, str] = Field(default_factory=dict)
     allow_unknown_env: StrictishBool = False
     allow_unsupported_os: StrictishBool = False
@@ -233,6 +263,10 @@ class HostSpec(BaseModel):
     key_url: Url = Field(default_factory=lambda: pins.repo()["key_url"])
     key_fingerprint: str = Field(default_factory=lambda: pins.repo()["key_fingerprint"])
     wheel_index_url: IndexUrl = Field(default_factory=lambda: pins.torch()["index_url"])
+    pypi_index_url: Url = Field(default_factory=lambda: pins.torch()["pypi_index_url"])
+    python_source: Literal["auto", "system", "deadsnakes", "standalone"] = "auto"
+    python_standalone_url: Url | None = None
+    torch_python: Annotated[str, Field(pattern=r"^3\.\d{1,2}$")] | None = None
     torch_packages: list[TorchPackage] = Field(default_factory=_default_packages)
     sysfs_root: AbsPath = "/sys"
     verify_profile: Literal["quick", "full"] = "quick"
@@ -240,13 +274,14 @@ class HostSpec(BaseModel):
     verify_device: Literal["auto", "cuda", "cpu"] = "auto"
     verify_search_time_limit: int = Field(default=900, ge=60, le=14400)
     install_driver: StrictishBool = True
-    lock_max_age: Annotated[int, BeforeValidator(_seconds)] = Field(default=86400, ge=3600, le=2592000)
+    lock_max_age: Annotated[int, BeforeValidator(_strict_int), BeforeValidator(_seconds)] = Field(
+        default=86400, ge=3600, le=2592000)
     artifact_cache: StrictishBool = True
     cache_dir: AbsPath | None = None
     repo_username: str | None = None
     repo_password: SecretStr | None = None
 
-    @field_validator("mode", "verify_profile", "verify_device", mode="before")
+    @field_validator("mode", "verify_profile", "verify_device", "python_source", mode="before")
     @classmethod
     def _mode(cls, v: Any) -> Any:
         return v.strip().lower() if isinstance(v, str) else v
@@ -254,9 +289,28 @@ class HostSpec(BaseModel):
     @field_validator("venv")
     @classmethod
     def _venv(cls, v: str) -> str:
-        if v in _FORBIDDEN_EXACT or any(v == p.rstrip("/") or v.startswith(p) for p in _FORBIDDEN_PREFIXES):
-            raise ValueError("is a system or ROCm-owned directory; a venv there could be deleted or break the OS")
+        owner = next((p for p in _FORBIDDEN_PREFIXES if v == p or v.startswith(p + "/")), None)
+        if v.startswith("/opt/rocm-"):
+            owner = "/opt/rocm-*"
+        if v in _FORBIDDEN_EXACT or owner:
+            where = f" (under {owner})" if owner else ""
+            raise ValueError(f"is a system or ROCm-owned directory{where}; a venv there could be deleted or break "
+                             "the OS")
         return v
+
+    @field_validator("torch_packages")
+    @classmethod
+    def _torch_packages(cls, v: list[TorchPackage]) -> list[TorchPackage]:
+        if not v:
+            raise ValueError("is empty; the venv needs at least torch")
+        if not any(p.name.lower() == "torch" for p in v):
+            raise ValueError("has no torch package; the venv and the verification need torch")
+        return v
+
+    @field_validator("torch_python", mode="before")
+    @classmethod
+    def _torch_python(cls, v: Any) -> Any:
+        return str(v) if isinstance(v, float) else v  # YAML reads 3.12 as a number
 
     @field_validator("python")
     @classmethod
@@ -307,10 +361,10 @@ class HostSpec(BaseModel):
                 raise ValueError(f"{key}: value must be a string or number, not {type(value).__name__}")
         return out
 
-    @field_validator("repo_base_url", "key_url", "wheel_index_url")
+    @field_validator("repo_base_url", "key_url", "wheel_index_url", "pypi_index_url", "python_standalone_url")
     @classmethod
-    def _https(cls, v: str, info: ValidationInfo) -> str:
-        if v.startswith("http://") and not info.data.get("allow_insecure_http", False):
+    def _https(cls, v: str | None, info: ValidationInfo) -> str | None:
+        if v is not None and v.startswith("http://") and not info.data.get("allow_insecure_http", False):
             local = " (or a file:/// wheel directory)" if info.field_name == "wheel_index_url" else ""
             raise ValueError(
                 f"is plain http://: anyone on the way can read or change what it serves; use https://{local}, "

@@ -23,8 +23,8 @@ app = typer.Typer(
     add_completion=False,
 )
 # piped or redirected: tables unwrapped, one row a line (as provision.cli does)
-console = Console(highlight=False, width=None if sys.stdout.isatty() else 100_000)
-err_console = Console(stderr=True, highlight=False)
+console = Console(highlight=False, emoji=False, width=None if sys.stdout.isatty() else 100_000)
+err_console = Console(stderr=True, highlight=False, emoji=False)
 
 LabDirOption = typer.Option(None, "--lab-dir", help=f"Lab state directory (default: ${ENV_LAB_DIR} or "
                             "~/.cache/rocm-provision/lab).", envvar=ENV_LAB_DIR)
@@ -40,7 +40,8 @@ def _lab(lab_dir: Path | None, verbose: bool = True) -> Lab:
 def _fail(exc: ProvisionError) -> SystemExit:
     # SystemExit, not typer.Exit: click run with standalone_mode=False (as provision.cli.main does) turns
     # typer.Exit into a return value, and the exit code would be lost.
-    err_console.print(f"[bold red]error:[/bold red] {exc}", soft_wrap=True)
+    err_console.print("[bold red]error:[/bold red] ", end="")
+    err_console.print(str(exc), soft_wrap=True, markup=False)
     return SystemExit(exc.exit_code)
 
 

@@ -24,6 +24,7 @@ class GpuModel:
     vram_mib: int
     wave_front_size: int
     integrated: bool = False
+    unique_id: int = 0  # KFD unique_id; rocminfo shows "GPU-%016x" from it, "GPU-XX" when 0
 
     @property
     def pci_id(self) -> str:
@@ -37,10 +38,12 @@ MODELS: dict[int, GpuModel] = {
                  0x1DA2, 0xE411, 1750, 6144, 32),
         GpuModel(0x73A3, "AMD Radeon PRO W6800", "navi21", "gfx1030", 100300, 60, 0x030000, 0x00,
                  0x1002, 0x0E1E, 2555, 32768, 32),
+        # Unique ids as a real RX 7900 XTX (ROCm/ROCm#2866) and MI210 (rocprofiler-compute#95) show them in
+        # rocminfo; the RDNA1/RDNA2 parts and the Raphael iGPU show "GPU-XX" there (no unique id).
         GpuModel(0x744C, "Radeon RX 7900 XTX", "navi31", "gfx1100", 110000, 96, 0x030000, 0xC8,
-                 0x1002, 0x0E3B, 2482, 24576, 32),
+                 0x1002, 0x0E3B, 2482, 24576, 32, unique_id=0x0AAC02DBEBD629EE),
         GpuModel(0x740F, "AMD Instinct MI210", "aldebaran", "gfx90a", 90010, 104, 0x038000, 0x02,
-                 0x1002, 0x0C34, 1700, 65536, 64),
+                 0x1002, 0x0C34, 1700, 65536, 64, unique_id=0x880B91D040DA15D8),
         GpuModel(0x164E, "AMD Radeon Graphics", "raphael", "gfx1036", 100306, 2, 0x030000, 0xC1,
                  0x1043, 0x8877, 2200, 512, 32, integrated=True),
     )

@@ -44,6 +44,7 @@ class HostSpec:
     cpu_cores: int = 16
     template: str = ""  # the TEMPLATES entry a renamed host (`named_hosts`) was made from; "" = its own name
     small_fs: str | None = None  # a 64 MiB tmpfs mounted here (a nearly full file system for the venv)
+    kernel_release: str | None = None  # the running kernel it simulates; None: the OS's usual one (KERNELS)
 
     def describe(self) -> str:
         bits = [OS_LABEL[self.os], describe(self.gpus), BEFORE_LABEL[self.before]]
@@ -53,6 +54,8 @@ class HostSpec:
             bits.append("old torch 1.13.1+rocm5.2 venv with user data")
         if self.small_fs:
             bits.append(f"a {SMALL_FS_MIB} MiB file system at {self.small_fs}")
+        if self.kernel_release:
+            bits.append(f"running kernel {self.kernel_release}")
         return "; ".join(bits)
 
     def to_json(self) -> dict[str, object]:
@@ -60,6 +63,8 @@ class HostSpec:
         data.pop("template")  # bookkeeping only: the other fields say what the host is
         if not data["small_fs"]:
             data.pop("small_fs")  # absent unless set, so existing hosts keep their spec hash
+        if not data["kernel_release"]:
+            data.pop("kernel_release")
         data["gpus"] = [slot.declaration() for slot in self.gpus]
         data["cpu"] = {"name": data.pop("cpu_name"), "cores": data.pop("cpu_cores"), "clock_mhz": 4500}
         data["description"] = self.describe()
@@ -81,7 +86,13 @@ TEMPLATES: tuple[HostSpec, ...] = (
 # Hosts for fault tests, added by name only (`named_hosts`), never by `lab up --hosts N`.
 FAULT_TEMPLATES: tuple[HostSpec, ...] = (
     replace(TEMPLATES[3], name="ws-mi210-smallfs", small_fs="/srv/small"),
+    # Ubuntu 24.04 with a newer HWE kernel than amdgpu-dkms 30.10 builds for (6.8 / 6.14): blocked at preflight.
+    replace(TEMPLATES[1], name="ws-w6800-hwe-kernel", kernel_release="6.17.0-8-generic"),
 )
+# The running kernel each simulated OS usually has (inside amdgpu-dkms 30.10's window, pins.yaml supported_os):
+# Debian 12's 6.1 series, Ubuntu 24.04's GA 6.8, Ubuntu 22.04's GA 5.15.
+KERNELS: dict[str, str] = {"debian12": "6.1.0-41-amd64", "ubuntu2404-sim": "6.8.0-88-generic",
+                           "ubuntu2204-sim": "5.15.0-163-generic"}
 SMALL_FS_MIB = 64
 
 

@@ -8,8 +8,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from provision.lab.hosts import LAB_USER, SSH_PORT, HostSpec
-from provision.lab.seed import SYSFS_ROOT
-from provision.lab.wheels import WHEEL_DIR
+from provision.lab.seed import KERNEL_RELEASE_FILE, SYSFS_ROOT
+from provision.lab.wheels import LAB_PYTHON, PYPI_DIR, WHEEL_DIR
 
 GROUP = "workstations"
 VENV = "/opt/venvs/torch-rocm70"
@@ -85,17 +85,24 @@ def render(inp: InventoryInput) -> str:
         f"provision_key_url={inp.key_url}",
         f"provision_key_fingerprint={inp.key_fingerprint}",
         f"provision_wheel_index_url={inp.base_url}/{WHEEL_DIR}/",
+        "# ... a directory listing of exactly the pins' four files (AMD's names, versions and linux_x86_64 tag) with",
+        f"# the lab's Python tag cp{LAB_PYTHON.replace('.', '')}: the hosts' Debian 12 userland has Python "
+        f"{LAB_PYTHON}, and no Python 3.12",
+        "# (a real Debian 12 host takes provision_python_source=standalone). torch there is the CPU build re-packaged",
+        "# under AMD's name and version, so torch.version.hip is None and the HIP check is off:",
+        f"provision_torch_python={LAB_PYTHON}",
+        "torch_venv_expected_hip_prefix=''",
+        "# The wheels' dependencies, from the mirror's PEP 503 index in place of https://pypi.org/simple/:",
+        f"provision_pypi_index_url={inp.base_url}/{PYPI_DIR}/",
     ]
-    if inp.torch_version:
-        out += [
-            "# Lab pin: the CPU torch wheel from this machine's disk stands in for the ROCm 7.0 torch 2.8.0 set.",
-            f'provision_torch_packages=[{{"name": "torch", "version": "{inp.torch_version}"}}]',
-        ]
-    else:
-        out.append("# (no torch wheel was found on the controller: provision_torch_packages is left at its default)")
+    if not inp.torch_version:
+        out.append("# (no torch wheel was found on the controller: the wheel directory is empty)")
     out += [
         "# Lab hosts expose their simulated PCI tree and KFD topology here (real hosts: /sys):",
         f"provision_sysfs_root={SYSFS_ROOT}",
+        "# ... and the kernel release each simulates (containers share the controller's kernel; real hosts:",
+        "# /proc/sys/kernel/osrelease). The amdgpu-dkms kernel window is judged on it.",
+        f"rocm_preflight_kernel_release_file={KERNEL_RELEASE_FILE}",
         "# Lab hosts have no GPU: the verification suite runs its cases on the CPU and says so in its report.",
         "provision_verify_device=cpu",
         "# The stand-in packages are tiny: the preflight asks for 1 GiB free under /opt instead of 30.",

@@ -7,11 +7,12 @@ import shutil
 from pathlib import Path
 
 from provision.lab import standins, wheels
-from provision.lab.hosts import LAB_USER, SSH_PORT, HostSpec
+from provision.lab.hosts import KERNELS, LAB_USER, SSH_PORT, HostSpec
 from provision.lab.mirror import KEY_PATH, LAB_ARCHIVE
 
 SEED_MOUNT = "/opt/provision-lab/seed"
 SYSFS_ROOT = "/opt/provision-lab/sys"
+KERNEL_RELEASE_FILE = "/opt/provision-lab/proc/sys/kernel/osrelease"  # written by guest/labhost.py
 OLD_VENV = f"/home/{LAB_USER}/venvs/torch113"
 MARKER = f"{OLD_VENV}/lab-data/results-2023.csv"
 SEEDED_STAMP = "/var/lib/provision-lab/seeded"
@@ -146,6 +147,7 @@ def write_seed_dir(directory: Path, spec: HostSpec, base_url: str, public_key: s
     directory.mkdir(parents=True)
     host = spec.to_json()
     host["sysfs_root"] = SYSFS_ROOT
+    host["kernel_release"] = spec.kernel_release or KERNELS[spec.os]
     (directory / "host.json").write_text(json.dumps(host, indent=2) + "\n")
     (directory / "authorized_keys").write_text(public_key + "\n")
     guest = Path(__file__).with_name("guest")

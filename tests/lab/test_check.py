@@ -21,7 +21,15 @@ def provision(*args: str, timeout: float = 600) -> subprocess.CompletedProcess[s
 
 def test_check_plans_every_lab_host_and_changes_nothing(lab: LabHandle, tmp_path: Path) -> None:
     before = {h: lab.ok(h, "dpkg -l | sha256sum; cat /etc/profile.d/*.sh | sha256sum") for h in lab.addresses}
-    result = provision("check", "--hosts", str(lab.inventory), "--json")
+    # The W6800 host simulates a newer Ubuntu HWE kernel than amdgpu-dkms 30.10 builds for: a second copy of
+    # /proc/sys/kernel/osrelease (containers share the controller's kernel), read by the same facts module.
+    w6800_name = next(h for h in lab.addresses if "w6800" in h)
+    lab.ok(w6800_name, "printf '6.17.0-8-generic\\n' > /run/osrelease-hwe")
+    inventory = tmp_path / "lab.ini"
+    inventory.write_text(lab.inventory.read_text().replace(
+        f"{w6800_name} ansible_host=", f"{w6800_name} rocm_preflight_kernel_release_file=/run/osrelease-hwe "
+        "ansible_host=", 1))
+    result = provision("check", "--hosts", str(inventory), "--json")
     assert result.returncode == 0, result.stderr
     hosts = json.loads(result.stdout)["hosts"]
     assert set(hosts) == set(lab.addresses)
@@ -38,14 +46,20 @@ def test_check_plans_every_lab_host_and_changes_nothing(lab: LabHandle, tmp_path
     assert navi10["plan"]["search"]["miopen_release"] == "2.17"
 
     w6800 = by_gpu["1002:73a3"]
-    assert w6800["os"]["key"] == "ubuntu-24.04" and w6800["plan"]["action"] == "upgrade"
+    assert w6800["os"]["key"] == "ubuntu-24.04" and w6800["kernel"] == "6.17.0-8-generic"
+    assert w6800["plan"]["action"] == "blocked"
+    assert "outside the kernels amdgpu-dkms 30.10 supports on ubuntu-24.04 (6.8 or 6.14)" in w6800["plan"]["reasons"][0]
 
     rx7900 = by_gpu["1002:744c"]
     assert [g["role"] for g in rx7900["gpus"]] == ["compute", "igpu"]
     assert rx7900["plan"]["action"] == "blocked" and "Instinct-only" in rx7900["plan"]["reasons"][0]
+    # the Raphael iGPU beside it: hidden by the 7900 XTX's UUID (KFD unique_id / rocminfo Uuid) once unblocked
+    assert any("ROCR_VISIBLE_DEVICES=GPU-0aac02dbebd629ee" in w for w in rx7900["plan"]["warnings"])
+    assert any("iommu=pt" in w for w in rx7900["plan"]["warnings"])
 
     mi210 = by_gpu["1002:740f"]
     assert mi210["rocm"]["version"] is None and mi210["plan"]["action"] == "upgrade"
+    assert mi210["kernel"] == "6.1.0-41-amd64"  # Debian 12's series: inside the window
 
     after = {h: lab.ok(h, "dpkg -l | sha256sum; cat /etc/profile.d/*.sh | sha256sum") for h in lab.addresses}
     assert after == before

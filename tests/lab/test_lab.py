@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from provision import pins
 from provision.lab.cli import app
 from provision.lab.lab import Lab
 
@@ -64,8 +65,7 @@ def test_up_writes_an_inventory_users_could_have_written(lab: LabHandle) -> None
         assert hostvars["provision_users"] == ["researcher"]
         assert isinstance(hostvars["provision_expected_gpus"], list)
     assert hosts[XTX]["provision_expected_gpus"] == ["1002:744c"]  # the iGPU is simulated but not expected
-    if lab.lab.load_state().get("torch_version"):
-        assert hosts[MI210]["provision_torch_packages"] == [{"name": "torch", "version": "2.13.0+cpu"}]
+    assert "provision_torch_packages" not in hosts[MI210]  # the pins' own set, with the lab's Python tag
 
 
 def test_every_host_answers_fact_gathering_over_ssh(lab: LabHandle, tmp_path: Path) -> None:
@@ -219,20 +219,24 @@ def test_mirror_counts_bytes_and_fails_on_purpose(lab: LabHandle) -> None:
     lab.ok(MI210, LAB_UPDATE)
 
 
-def test_wheel_directory_serves_the_pinned_torch(lab: LabHandle) -> None:
-    torch = lab.lab.load_state().get("torch_version")
-    if not torch:
+def test_wheel_directory_is_a_listing_of_the_pins_files_with_the_lab_python_tag(lab: LabHandle) -> None:
+    """The mirror's wheel directory lists exactly the pins' four files (AMD's names, versions and linux_x86_64 tag,
+    %2B in the links), cp311 in place of cp312; the dependencies come from a separate PEP 503 index."""
+    if not lab.lab.load_state().get("torch_version"):
         pytest.skip("no CPU torch wheel on this machine")
     listing = _get(f"{lab.base_url}/rocm/manylinux/rocm-rel-7.0/").decode()
-    assert f"torch-{torch}-cp311" in listing
-    assert "sympy-" in listing and "networkx-" in listing
-    simple = _get(f"{lab.base_url}/rocm/manylinux/rocm-rel-7.0/simple/torch/").decode()
-    assert "#sha256=" in simple
-    # pip on a lab host resolves the pinned torch and its dependencies from the mirror alone (no install).
+    linked = sorted(set(re.findall(r'href="([^"]+\.whl)"', listing)))
+    expected = sorted(p["file"].replace("-cp312-cp312-", "-cp311-cp311-") for p in pins.torch()["packages"])
+    assert linked == expected, listing
+    assert "sympy-" not in listing  # dependencies are not on AMD's page
+    simple = _get(f"{lab.base_url}/pypi/simple/sympy/").decode()
+    assert "sympy-" in simple and "#sha256=" in simple
+    # pip on a lab host takes the re-packaged torch from the listing by AMD's version (no install)
+    version = pins.torch()["expected_version"]
     done = lab.ok(MI210, "python3 -m venv /tmp/pipcheck && /tmp/pipcheck/bin/pip download --no-index -q -d /tmp/dl "
-                         f"--find-links {lab.base_url}/rocm/manylinux/rocm-rel-7.0/ 'torch=={torch}' --no-deps "
+                         f"--find-links {lab.base_url}/rocm/manylinux/rocm-rel-7.0/ 'torch=={version}' --no-deps "
                          "&& ls /tmp/dl; rm -rf /tmp/dl /tmp/pipcheck", timeout=300)
-    assert f"torch-{torch}" in done
+    assert f"torch-{version}-cp311-cp311-linux_x86_64.whl" in done
 
 
 def test_amdgpu_install_uninstall_removes_rocm_and_keeps_user_data(lab: LabHandle) -> None:

@@ -58,7 +58,10 @@ def test_inventory_parses_to_the_users_vocabulary(tmp_path: Path) -> None:
     hv = variables.get_vars(host=inventory.get_host("ws-7900xtx"))
     assert hv["ansible_host"] == "127.0.0.4" and hv["ansible_port"] == 2222
     assert hv["provision_expected_gpus"] == ["1002:744c"]
-    assert hv["provision_torch_packages"] == [{"name": "torch", "version": "2.13.0+cpu"}]
+    assert "provision_torch_packages" not in hv  # the lab takes the pins' own set, with its Python tag
+    assert hv["provision_torch_python"] == 3.11 or hv["provision_torch_python"] == "3.11"
+    assert hv["provision_pypi_index_url"] == "http://127.0.0.1:8123/pypi/simple/"
+    assert hv["torch_venv_expected_hip_prefix"] == ""
     assert hv["provision_users"] == ["researcher"]
     assert hv["provision_mode"] == "auto"
     assert hv["provision_repo_base_url"] == "http://127.0.0.1:8123"

@@ -104,7 +104,8 @@ def test_torch_venv_hashed_install(roles_lab: RolesLab) -> None:
 
     probe = "'import json, torch; print(json.dumps([torch.__version__, torch.version.hip]))'"
     got = json.loads(roles_lab.ok(MI210, f"cd / && {VENV}/bin/python -c {probe}"))
-    assert got == [version, None]  # CPU wheel: no HIP, and the role skips the HIP check for a non-ROCm pin
+    # AMD's version, but the CPU build underneath: no HIP (the lab inventory turns the HIP check off)
+    assert got == [version, None]
     record = json.loads(roles_lab.ok(MI210, f"cat {VENV}/rocm-provision/install.json"))
     torch = [w for w in record["wheels"] if w["name"] == "torch"]
     assert torch and torch[0]["sha256"] == sha and record["sha256_pinned"] == ["torch"]
@@ -129,10 +130,10 @@ def test_torch_venv_refuses_wrong_sha256_and_foreign_dirs(roles_lab: RolesLab) -
 
 
 def test_torch_venv_needs_cp312_python_for_the_rocm_pins(roles_lab: RolesLab) -> None:
-    # The production pins (ROCm cp312 set) on a Debian 12 host with only Python 3.11: a clear stop, nothing made.
+    # The production pins' Python (cp312) on a Debian 12 host with only Python 3.11 and no Python source
+    # configured: a clear stop, nothing made (the preflight blocks such a host before this; see test_python_source).
     run = roles_lab.playbook("torch_venv.yml", W6800, extravars={
-        "provision_venv": "/opt/venvs/rocm-pins", "torch_venv_packages": [
-            {"name": "torch", "version": "2.8.0+rocm7.0.0.git64359f59"}], "torch_venv_python": ""})
+        "provision_venv": "/opt/venvs/rocm-pins", "provision_torch_python": "3.12", "torch_venv_python": ""})
     assert run.rc != 0 and any("needs Python 3.12" in m for m in run.messages(W6800)), run.messages(W6800)
     roles_lab.ok(W6800, "test ! -e /opt/venvs/rocm-pins")
 

@@ -94,9 +94,12 @@ def test_wheel_download_writes_progress_part_way_and_whole(slow_index: tuple[str
     url, wheels = slow_index
     mod = load_module()
     progress_file = tmp_path / "progress.jsonl"
-    spec = {"key": "k1", "index_url": url, "python_version": "3.12", "platform": "manylinux_2_28_x86_64",
-            "requirements": ["demo-pkg==1.0"]}
-    result = mod.fetch(spec, str(tmp_path / "cache"), 30, False, os.devnull, str(progress_file))
+    # the pinned wheel from the directory listing (the module's own download), its dependency through pip
+    spec = {"key": "k1", "index_url": url, "pypi_index_url": url + "simple/", "python_version": "3.12",
+            "platforms": ["linux_x86_64", "manylinux_2_28_x86_64"],
+            "pins": [{"name": "demo_pkg", "version": "1.0", "file": WHEEL}]}
+    result = mod.fetch(spec, str(tmp_path / "cache"), 30, False, os.devnull, mod.Http(30, None, None, None),
+                       str(progress_file))
     assert result["ok"], result["error"]
     assert {f["file"]: f["sha256"] for f in result["files"]} == {
         name: hashlib.sha256(body).hexdigest() for name, body in wheels.items()}

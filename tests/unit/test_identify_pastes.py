@@ -71,3 +71,43 @@ def test_plain_lspci_asks_for_nn() -> None:
     assert any("lspci -nn" in n for n in ident.notes)
     assert ident.gpus[0].chip.startswith("Navi 21")
     assert ident.gpus[0].gfx == "gfx1030"
+
+
+def terminal_wrap(text: str, width: int) -> str:
+    """What a terminal of `width` columns does to a long line when it is copied: hard breaks every `width`
+    characters, in the middle of a token if that is where the column ends; nothing is lost or added."""
+    out = []
+    for line in text.splitlines():
+        out += [line[i:i + width] for i in range(0, len(line), width)] or [""]
+    return "\n".join(out) + "\n"
+
+
+@pytest.mark.parametrize("width", [40, 52, 64, 80, 100])
+@pytest.mark.parametrize("entry", [e for e in INDEX if e["kind"] in ("lspci", "rocminfo")],
+                         ids=lambda e: e["file"])
+def test_wrapped_paste_is_read_like_the_original(entry: dict, width: int) -> None:
+    text = (PASTES / entry["file"]).read_text()
+    env = {"HSA_OVERRIDE_GFX_VERSION": entry["env_override"]} if entry.get("env_override") else None
+    kind = entry["kind"]
+    wrapped = terminal_wrap(text, width)
+    if wrapped.count("\n") == text.count("\n") + (0 if text.endswith("\n") else 1):
+        pytest.skip(f"no line of this paste is longer than {width} columns")
+    original = _ident(entry)
+    again = identify(lspci=wrapped if kind == "lspci" else None, rocminfo=wrapped if kind == "rocminfo" else None,
+                     env=env)
+    keys = ("pci_id", "gfx", "gfx_runtime", "role", "uuid")
+    assert [[getattr(g, k) for k in keys] for g in again.gpus] == [[getattr(g, k) for k in keys] for g in original.gpus]
+
+
+@pytest.mark.parametrize("kind", ["lspci", "rocminfo"])
+def test_eighty_thousand_character_line_is_read_in_under_a_second(kind: str) -> None:
+    import time
+
+    hostile = {"lspci": "VGA compatible controller [0300]: " + " " * 80000 + "x\n",
+               "rocminfo": "  Name:" + " " * 80000 + "x\n  Chip ID: " + "(0x" * 20000 + "\n"}[kind]
+    real = (PASTES / ("navi31-radeontop-159.lspci.txt" if kind == "lspci"
+                      else "navi31-rx7900xtx-rocm-2866.rocminfo.txt")).read_text()
+    start = time.monotonic()
+    ident = identify(**{kind: hostile + real})
+    assert time.monotonic() - start < 1.0
+    assert any(g.pci_id == "1002:744c" for g in ident.gpus)

@@ -140,7 +140,8 @@ def test_gfx1031_upgrades_with_same_generation_override() -> None:
 def test_igpu_is_set_aside() -> None:
     ident = identify(lspci=lspci("744c", "164e"))
     assert [g.role for g in ident.gpus] == ["compute", "igpu"]
-    assert plan_host(HostSpec(), ident, UBUNTU_2404).action == "upgrade"
+    # no UUID known for the 7900 XTX (lspci only): the iGPU cannot be hidden, so BIOS advice (test_host_rules)
+    assert plan_host(HostSpec(), ident, UBUNTU_2404).action == "blocked"
     only_igpu = plan_host(HostSpec(), identify(lspci=lspci("164e")), UBUNTU_2404)
     assert only_igpu.action == "blocked" and "no AMD compute GPU" in only_igpu.reasons[0]
 

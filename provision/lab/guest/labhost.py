@@ -101,7 +101,8 @@ def kfd_tree(root, cpu, gpus):
             ("num_sdma_queues_per_engine", 8), ("num_cp_queues", 8),
             ("max_engine_clk_fcompute", gpu["max_clock_mhz"]), ("local_mem_size", 0),
             ("fw_version", 146), ("capability", 671098880), ("debug_prop", 1495), ("sdma_fw_version", 35),
-            ("unique_id", 0), ("num_xcc", 1), ("max_engine_clk_ccompute", cpu.get("clock_mhz", 4500)),
+            ("unique_id", gpu.get("unique_id", 0)), ("num_xcc", 1),
+            ("max_engine_clk_ccompute", cpu.get("clock_mhz", 4500)),
         ]
         write(f"{top}/nodes/{node}/properties", props(pairs), 0o444)
         write(f"{top}/nodes/{node}/gpu_id", f"{(gpu['device_id'] * 7 + node) % 65536}\n", 0o444)
@@ -120,6 +121,9 @@ def boot(seed):
     declaration = {"host": host["name"], "sysfs_root": root, "cpu": host["cpu"], "gpus": gpus,
                    "description": host["description"]}
     write(f"{LAB}/gpus.json", json.dumps(declaration, indent=2) + "\n")
+    # The running kernel's release as /proc/sys/kernel/osrelease shows it (containers share the controller's
+    # kernel, so each lab host declares the one it simulates; the preflight reads this copy).
+    write(f"{LAB}/proc/sys/kernel/osrelease", host.get("kernel_release", os.uname().release) + "\n")
     write(f"{LAB}/host.json", json.dumps(host, indent=2) + "\n")
     write("/usr/local/bin/lspci", LSPCI.format(root=root), 0o755)
     return 0

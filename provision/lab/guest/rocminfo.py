@@ -56,7 +56,8 @@ def gpu_agent(gpu, number, node):
     simd_per_cu = 4 if gpu["gfx"].startswith("gfx9") else 2
     wave = gpu["wave_front_size"]
     out = ["*******                  ", f"Agent {number:<19}", "*******                  "]
-    out += [line("Name:", gfx), line("Uuid:", "GPU-XX"), line("Marketing Name:", gpu["marketing_name"]),
+    out += [line("Name:", gfx), line("Uuid:", f"GPU-{gpu['unique_id']:016x}" if gpu.get("unique_id") else "GPU-XX"),
+            line("Marketing Name:", gpu["marketing_name"]),
             line("Vendor Name:", "AMD"), line("Feature:", "KERNEL_DISPATCH"), line("Profile:", "BASE_PROFILE"),
             line("Float Round Mode:", "NEAR"), line("Max Queue Number:", hexv(128)),
             line("Queue Min Size:", hexv(64)), line("Queue Max Size:", hexv(131072)),

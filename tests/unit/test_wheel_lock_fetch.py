@@ -51,8 +51,10 @@ def index(tmp_path: Path) -> Iterator[tuple[str, dict[str, bytes]]]:
 
 
 def fetch(tmp: Path, url: str, cache: str, **extra: Any) -> dict[str, Any]:
-    spec = {"key": "k1", "index_url": url, "python_version": "3.11", "platform": "manylinux_2_28_x86_64",
-            "requirements": ["demo-pkg==1.0"], "pins": [{"name": "demo-pkg", "version": "1.0"}]}
+    # the pinned wheel from the directory listing, its dependency from the simple index (the server answers both)
+    spec = {"key": "k1", "index_url": url, "pypi_index_url": url + "simple/", "python_version": "3.11",
+            "platforms": ["linux_x86_64", "manylinux_2_28_x86_64"],
+            "pins": [{"name": "demo-pkg", "version": "1.0", "file": WHEEL}]}
     args = {"sets": [spec], "cache_dir": str(tmp / cache), "lock_file": str(tmp / "rocm-provision.lock"), **extra}
     # the checkout's ansible.cfg: the rocm.provision collection through collections/, as the role runs it
     env = dict(os.environ, ANSIBLE_CONFIG=str(REPO / "ansible.cfg"), ANSIBLE_LOAD_CALLBACK_PLUGINS="1",

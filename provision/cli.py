@@ -6,7 +6,6 @@ import json
 import os
 import re
 import signal
-import socket
 import sys
 import uuid
 from datetime import UTC, datetime
@@ -543,6 +542,9 @@ def upgrade(
     reverify: Annotated[bool, typer.Option("--reverify",
                                            help="Take the full path (verification included) on converged hosts too.")]
     = False,
+    update_lock: Annotated[bool, typer.Option(
+        "--update-lock", help="Record the wheels' sha256 as they are now in rocm-provision.lock (beside the "
+                              "inventory), replacing what differs; without it a differing file is refused.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print report.json on stdout (the rest goes to stderr).")]
     = False,
     extra_vars: ExtraVarsOption = None,
@@ -573,6 +575,8 @@ def upgrade(
         provision upgrade --hosts lab.ini --yes --serial 25% --max-fail-percent 10
 
         provision upgrade -i site.ini --limit gpu_lab --vault-password-file ~/.vault-pass -K --yes --json > run.json
+
+        provision upgrade --hosts lab.ini --update-lock    # after you changed the pins or the index on purpose
     """
     from provision.progress import ProgressView
     from provision.runner import PlaybookRun
@@ -603,12 +607,17 @@ def upgrade(
         extravars["provision_max_fail_percent"] = max_fail_percent
     if reverify:
         extravars["rocm_preflight_force"] = True
+    # the fleet's artifact lock file, beside the inventory (see README: "The artifact lock file")
+    extravars["provision_artifact_lock"] = str(artifact_lock_path(hosts))
+    if update_lock:
+        extravars["provision_artifact_lock_update"] = True
     started = datetime.now(UTC)
     run = PlaybookRun("upgrade.yml", hosts, hosts=[h.name for h in lab.hosts], limit=limit, forks=forks,
                       extravars=extravars, check=check_mode, options=options)
     run.extravars["conv_verify_fetch_dir"] = str(run.run_dir / "verify")
-    # the host lock's run id: unique even for runs started in the same second with different runs dirs
-    lock_id = f"{socket.gethostname()}:{run.run_dir.name}:{uuid.uuid4().hex[:8]}"
+    # the host lock's run id: random (never the host name, which clones and containers share), with the run
+    # directory's name for people reading the lock
+    lock_id = f"{run.run_dir.name}:{uuid.uuid4().hex}"
     run.extravars["rocm_preflight_lock_run_id"] = lock_id
     # the controller's artifact cache downloads report here; the live view shows a progress bar from it
     downloads = run.run_dir / "download-progress.jsonl"
@@ -629,6 +638,12 @@ def upgrade(
         err.print("interrupted: each host's state is in the report; `provision upgrade` resumes from there")
         raise typer.Exit(130)
     raise typer.Exit(report.exit_code(doc))
+
+
+def artifact_lock_path(inventory: Path) -> Path:
+    """rocm-provision.lock beside the inventory: in the inventory file's directory, or beside an inventory
+    directory (inside it, Ansible would try to read it as an inventory source)."""
+    return inventory.resolve().parent / "rocm-provision.lock"
 
 
 def _release_locks(inventory: Path, lock_id: str, failed: list[str], options: AnsibleOptions | None = None) -> None:

@@ -128,6 +128,15 @@ def _wheel_set(staged: dict[str, Any] | None) -> dict[str, Any] | None:
     }
 
 
+def _remove_notes(remove: dict[str, Any] | None) -> list[str]:
+    """What rocm_remove moved aside instead of deleting (a leftover ROCm tree holding files of no package)."""
+    notes = []
+    for tree in (remove or {}).get("moved") or []:
+        where = f"moved to {tree.get('backup')}" if tree.get("backup") else "would be moved aside"
+        notes.append(f"{tree.get('path')} was not deleted, {where}: {tree.get('reason')}")
+    return notes
+
+
 def build(command: str, run: RunResult, inventory: Path, started: datetime, finished: datetime, *,
           check_mode: bool = False) -> dict[str, Any]:
     stats = run.stats or {}
@@ -137,6 +146,7 @@ def build(command: str, run: RunResult, inventory: Path, started: datetime, fini
     converged_all: dict[str, Any] = stats.get("provision_converged") or {}
     reboot_all: dict[str, Any] = stats.get("provision_reboot_pending") or {}
     wheel_sets: dict[str, Any] = stats.get("provision_wheel_sets") or {}
+    remove_all: dict[str, Any] = stats.get("provision_remove") or {}
     hosts = []
     for name in sorted(run.hosts):
         progress = run.hosts[name]
@@ -151,6 +161,7 @@ def build(command: str, run: RunResult, inventory: Path, started: datetime, fini
             "name": name,
             "state": state,
             "reason": reason,
+            "notes": _remove_notes(remove_all.get(name)),
             "plan": (preflight or {}).get("plan"),
             "gpus": (preflight or {}).get("gpus", []),
             "os": (preflight or {}).get("os"),

@@ -290,6 +290,8 @@ def markdown(report: dict[str, Any]) -> str:
         lines.append(f"## {_md(h['name'])}: {_md(state_text(h))}")
         if h.get("reason"):
             lines.append(f"\n{_md(h['reason'])}\n")
+        for note in h.get("notes") or []:
+            lines.append(f"- ⚠ {_md(note)}")
         plan = h.get("plan") or {}
         for r in plan.get("reasons", []):
             lines.append(f"- {_md(r)}")

@@ -90,9 +90,17 @@ def _owner_only(root: Path) -> None:
 
 
 def runs_dir() -> Path:
+    """The runs directory, made 0700 when it does not exist yet. An existing one keeps its mode: it may be a
+    directory a team shares on purpose, and every run directory inside is 0700 on its own."""
     base = Path(os.environ.get("PROVISION_RUNS_DIR", Path.home() / ".local" / "state" / "rocm-provision" / "runs"))
-    base.mkdir(parents=True, exist_ok=True, mode=0o700)
-    os.chmod(base, 0o700)
+    if not base.is_dir():
+        base.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        try:
+            base.mkdir(mode=0o700)
+        except FileExistsError:
+            pass  # another run made it meanwhile
+        else:
+            os.chmod(base, 0o700)  # whatever the umask
     return base
 
 
@@ -292,37 +300,41 @@ class PlaybookRun:
         }
         # ansible-runner writes artifacts (stdout, job events, fact cache) with the process umask: they hold
         # hosts' facts and command output, so they are for the run's owner only, like the run directory.
+        playbook = self.playbook if Path(self.playbook).is_absolute() else str(playbooks / self.playbook)
         previous_umask = os.umask(0o077)
-        thread, runner = ansible_runner.run_async(
-            private_data_dir=str(self.run_dir),
-            project_dir=str(playbooks),
-            playbook=self.playbook if Path(self.playbook).is_absolute() else str(playbooks / self.playbook),
-            inventory=str(self.inventory),
-            limit=self.limit,
-            forks=self.forks,
-            extravars=self.extravars or None,
-            envvars=envvars,
-            cmdline=" ".join(shlex.quote(arg) for arg in cmdline) or None,
-            # prompted vault / become passwords answer ansible-playbook's own prompts (held in memory only)
-            passwords=(self.options.passwords() if self.options is not None else None) or None,
-            event_handler=self._event,
-            cancel_callback=self._cancel.is_set,
-            quiet=True,
-            suppress_env_files=True,
-        )
         try:
-            while thread.is_alive():
-                thread.join(timeout=0.2)
-        except KeyboardInterrupt:
-            # Ctrl-C / SIGTERM: let ansible-runner stop ansible-playbook, then record where each host stood.
-            self.interrupted = True
-            self._cancel.set()
-            while thread.is_alive():
-                try:
-                    thread.join(timeout=0.5)
-                except KeyboardInterrupt:
-                    continue
-        os.umask(previous_umask)
+            thread, runner = ansible_runner.run_async(
+                private_data_dir=str(self.run_dir),
+                project_dir=str(playbooks),
+                playbook=playbook,
+                inventory=str(self.inventory),
+                limit=self.limit,
+                forks=self.forks,
+                extravars=self.extravars or None,
+                envvars=envvars,
+                cmdline=" ".join(shlex.quote(arg) for arg in cmdline) or None,
+                # prompted vault / become passwords answer ansible-playbook's own prompts (held in memory only)
+                passwords=(self.options.passwords() if self.options is not None else None) or None,
+                event_handler=self._event,
+                cancel_callback=self._cancel.is_set,
+                quiet=True,
+                suppress_env_files=True,
+            )
+            try:
+                while thread.is_alive():
+                    thread.join(timeout=0.2)
+            except KeyboardInterrupt:
+                # Ctrl-C / SIGTERM: let ansible-runner stop ansible-playbook, then record where each host stood.
+                self.interrupted = True
+                self._cancel.set()
+                while thread.is_alive():
+                    try:
+                        thread.join(timeout=0.5)
+                    except KeyboardInterrupt:
+                        continue
+        finally:
+            # the process's umask is the caller's again however the run ended (an exception included)
+            os.umask(previous_umask)
         _owner_only(self.run_dir)
         now = time.monotonic()
         if self.interrupted:
@@ -392,7 +404,8 @@ def _raw_message(res: dict[str, Any]) -> str:
                 return found
     msg = str(res.get("msg") or "").strip()
     if msg and not msg.startswith(GENERIC_MESSAGES):
-        return msg.splitlines()[0][:300]
+        # a module's own message is kept whole up to 1500 characters: a refusal names files and sha256s
+        return msg.splitlines()[0][:1500]
     output = str(res.get("stderr") or res.get("module_stderr") or res.get("stdout") or "")
     lines = [line.strip() for line in output.splitlines() if line.strip()]
     for prefix in ("W: GPG error", "E:", "ERROR:", "error:"):

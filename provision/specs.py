@@ -7,10 +7,21 @@ YAML (typed), so booleans and lists accept the same spellings Ansible's own argu
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from provision import pins
 
@@ -21,6 +32,7 @@ _SAFE_PATH_RE = re.compile(r"^/[A-Za-z0-9._/+@-]*\Z")
 _USER_RE = re.compile(r"^[a-z_][a-z0-9_-]{0,31}\Z")
 _PYTHON_CMD_RE = re.compile(r"^python3(\.\d{1,2})?\Z")
 _URL_RE = re.compile(r"^https?://[A-Za-z0-9.-]+(:\d{1,5})?(/[A-Za-z0-9._~%/+-]*)?\Z")
+_FILE_URL_RE = re.compile(r"^file:///[A-Za-z0-9._~%/+-]*\Z")  # a local wheel directory (pip --find-links)
 _PKG_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*\Z")
 _PKG_VERSION_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9.+!_-]*\Z")
 _PKG_FILE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._%+-]*\.whl\Z")
@@ -56,13 +68,17 @@ ALLOWED: dict[str, str] = {
     "allow_unknown_env": "true or false",
     "allow_unsupported_os": "true or false",
     "expected_gpus": "a list of PCI ids such as 1002:731f",
-    "repo_base_url": "an http(s) URL without credentials, e.g. https://repo.radeon.com",
-    "key_url": "an http(s) URL without credentials",
+    "repo_base_url": "an https URL without credentials, e.g. https://repo.radeon.com (http only with"
+                     " provision_allow_insecure_http: true)",
+    "key_url": "an https URL without credentials (http only with provision_allow_insecure_http: true)",
     "key_fingerprint": "a 40-hex-digit OpenPGP fingerprint",
-    "wheel_index_url": "an http(s) URL of a wheel directory listing (AMD's layout, e.g."
-                       " https://repo.radeon.com/rocm/manylinux/rocm-rel-7.0/)",
-    "pypi_index_url": "an http(s) URL of a PEP 503 simple index for the wheels' dependencies"
-                      " (default https://pypi.org/simple/)",
+    "wheel_index_url": "an https URL of a wheel directory listing (AMD's layout, e.g."
+                       " https://repo.radeon.com/rocm/manylinux/rocm-rel-7.0/), or file:///path of a wheel directory"
+                       " (http only with provision_allow_insecure_http: true)",
+    "pypi_index_url": "an https URL of a PEP 503 simple index for the wheels' dependencies"
+                      " (default https://pypi.org/simple/; http only with provision_allow_insecure_http: true)",
+    "allow_insecure_http": "true or false: accept http:// repository, key and wheel index URLs (credentials still"
+                           " never go over http:// except to this machine's loopback)",
     "python_source": "auto (by OS: Ubuntu 24.04 system, Ubuntu 22.04 deadsnakes, Debian 12 none), system,"
                      " deadsnakes (Ubuntu only) or standalone (the pinned python-build-standalone CPython)",
     "python_standalone_url": "an http(s) URL of the python-build-standalone release directory or its mirror"
@@ -75,11 +91,11 @@ ALLOWED: dict[str, str] = {
     "verify_search_time_limit": "seconds, an integer from 60 to 14400: the fallback workaround search's budget",
     "repo_username": "a mirror user name: letters, digits and . _ @ + - (with provision_repo_password)",
     "repo_password": "a mirror password: 1 to 256 printable ASCII characters, no spaces (with provision_repo_username;"
-                     " keep it in Ansible Vault)",
+                     " keep it in Ansible Vault); only with an https:// mirror",
     "install_driver": "true (install the amdgpu-dkms driver) or false (keep the in-box amdgpu driver)",
     "verify_device": "auto (the GPU, or fail when there is none), cuda (a GPU through torch.cuda, ROCm or CUDA) or cpu",
-    "lock_max_age": "seconds, a whole number (digits 0-9) from 0 to 2592000 (30 days): a host lock older than this"
-                    " is taken over",
+    "lock_max_age": "seconds, an integer from 3600 (1 hour) to 2592000 (30 days): a host lock older than this is"
+                    " taken over (a younger run may still be working on the host; true/false are not numbers)",
     "artifact_cache": "true (the controller downloads packages and wheels once for the fleet) or false (each host"
                       " downloads from the repository itself)",
     "cache_dir": "an absolute path on the controller for the artifact cache"
@@ -99,6 +115,14 @@ def _bool(value: Any) -> Any:
         if word in FALSE_WORDS:
             return False
     raise ValueError("not a boolean")
+
+
+def _seconds(value: Any) -> Any:
+    """An integer number of seconds; a boolean (YAML `true`, INI `yes`) is refused, not read as 1 or 0."""
+    if isinstance(value, bool) or (isinstance(value, str) and value.strip().lower() in TRUE_WORDS | FALSE_WORDS
+                                   and not value.strip().isdigit()):
+        raise ValueError("is a boolean, not a number of seconds")
+    return value
 
 
 def _list(value: Any) -> Any:
@@ -138,6 +162,25 @@ def _url(value: Any) -> str:
     return value
 
 
+def _index_url(value: Any) -> str:
+    if isinstance(value, str) and value.startswith("file:"):
+        if not _FILE_URL_RE.match(value) or "/../" in value + "/":
+            raise ValueError("is not a plain file:///path URL (no spaces, quotes, .. or shell metacharacters)")
+        return value
+    return _url(value)
+
+
+def _loopback(url: str) -> bool:
+    """True when the URL's host is this machine's loopback: what is sent there never leaves the machine."""
+    host = urlsplit(url).hostname or ""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 def _strict_int(value: Any) -> Any:
     """Integers as YAML or INI give them: not a boolean (`true` is not 1 second), ASCII digits only (int() would
     read '٣٦٠٠' or '²²'... as numbers; nothing downstream does)."""
@@ -155,6 +198,7 @@ StrictishBool = Annotated[bool, BeforeValidator(_bool)]
 StrictInt = Annotated[int, BeforeValidator(_strict_int)]
 AbsPath = Annotated[str, BeforeValidator(_path)]
 Url = Annotated[str, BeforeValidator(_url)]
+IndexUrl = Annotated[str, BeforeValidator(_index_url)]
 
 
 class TorchPackage(BaseModel):
@@ -213,10 +257,12 @@ class HostSpec(BaseModel):
     allow_unknown_env: StrictishBool = False
     allow_unsupported_os: StrictishBool = False
     expected_gpus: Annotated[list[str], BeforeValidator(_list)] = Field(default_factory=list)
+    # before the URLs: their validators read it
+    allow_insecure_http: StrictishBool = False
     repo_base_url: Url = Field(default_factory=lambda: pins.repo()["base_url"])
     key_url: Url = Field(default_factory=lambda: pins.repo()["key_url"])
     key_fingerprint: str = Field(default_factory=lambda: pins.repo()["key_fingerprint"])
-    wheel_index_url: Url = Field(default_factory=lambda: pins.torch()["index_url"])
+    wheel_index_url: IndexUrl = Field(default_factory=lambda: pins.torch()["index_url"])
     pypi_index_url: Url = Field(default_factory=lambda: pins.torch()["pypi_index_url"])
     python_source: Literal["auto", "system", "deadsnakes", "standalone"] = "auto"
     python_standalone_url: Url | None = None
@@ -228,7 +274,8 @@ class HostSpec(BaseModel):
     verify_device: Literal["auto", "cuda", "cpu"] = "auto"
     verify_search_time_limit: int = Field(default=900, ge=60, le=14400)
     install_driver: StrictishBool = True
-    lock_max_age: StrictInt = Field(default=86400, ge=0, le=2592000)
+    lock_max_age: Annotated[int, BeforeValidator(_strict_int), BeforeValidator(_seconds)] = Field(
+        default=86400, ge=3600, le=2592000)
     artifact_cache: StrictishBool = True
     cache_dir: AbsPath | None = None
     repo_username: str | None = None
@@ -314,6 +361,16 @@ class HostSpec(BaseModel):
                 raise ValueError(f"{key}: value must be a string or number, not {type(value).__name__}")
         return out
 
+    @field_validator("repo_base_url", "key_url", "wheel_index_url", "pypi_index_url", "python_standalone_url")
+    @classmethod
+    def _https(cls, v: str | None, info: ValidationInfo) -> str | None:
+        if v is not None and v.startswith("http://") and not info.data.get("allow_insecure_http", False):
+            local = " (or a file:/// wheel directory)" if info.field_name == "wheel_index_url" else ""
+            raise ValueError(
+                f"is plain http://: anyone on the way can read or change what it serves; use https://{local}, "
+                "or set provision_allow_insecure_http: true for a mirror you trust")
+        return v
+
     @field_validator("repo_username")
     @classmethod
     def _repo_username(cls, v: str | None) -> str | None:
@@ -327,6 +384,25 @@ class HostSpec(BaseModel):
         text = v.get_secret_value() if isinstance(v, SecretStr) else v
         if text is not None and (not isinstance(text, str) or not _REPO_PASSWORD_RE.match(text)):
             raise ValueError("is not usable as a mirror password (1 to 256 printable ASCII characters, no spaces)")
+        return v
+
+    @field_validator("repo_password")
+    @classmethod
+    def _no_credentials_over_http(cls, v: SecretStr | None, info: ValidationInfo) -> SecretStr | None:
+        """Credentials go to the mirror (apt), and to the key and wheel URLs on the mirror's host (rocm_install,
+        torch_venv): none of them may be plain http:// unless it is this machine's loopback. Never allowed by
+        provision_allow_insecure_http: a password sent in the clear is a password given away."""
+        if v is None:
+            return v
+        base = str(info.data.get("repo_base_url") or "")
+        mirror = urlsplit(base).hostname
+        for name in ("repo_base_url", "key_url", "wheel_index_url"):
+            url = str(info.data.get(name) or "")
+            if url.startswith("http://") and (name == "repo_base_url" or urlsplit(url).hostname == mirror) \
+                    and not _loopback(url):
+                raise ValueError(
+                    f"would be sent over plain http:// to {url} (provision_{name}): credentials only go to an "
+                    "https:// mirror (or this machine's loopback); provision_allow_insecure_http does not change this")
         return v
 
     @model_validator(mode="after")
@@ -344,5 +420,8 @@ FIELDS = tuple(HostSpec.model_fields)
 VARIABLES = tuple(PREFIX + f for f in FIELDS)
 # Run-level settings, not part of a host's spec: upgrade.yml reads provision_serial and provision_max_fail_percent
 # for `serial` and `max_fail_percentage` (the CLI's --serial and --max-fail-percent pass them as extra vars);
-# provision_progress_file is where the controller's downloads write their progress for the CLI's live display.
-RUN_VARIABLES = ("provision_serial", "provision_max_fail_percent", "provision_progress_file")
+# provision_progress_file is where the controller's downloads write their progress for the CLI's live display;
+# provision_artifact_lock is the fleet's lock file of wheel sha256s (beside the inventory), and
+# provision_artifact_lock_update (--update-lock) rewrites what differs in it on purpose.
+RUN_VARIABLES = ("provision_serial", "provision_max_fail_percent", "provision_progress_file", "provision_artifact_lock",
+                 "provision_artifact_lock_update")

@@ -8,13 +8,14 @@ DOCUMENTATION = r"""
 module: rocm_host_lock
 short_description: Take, take over or release the rocm-provision host lock
 description:
-  - O(state=present) creates O(path) atomically (O_CREAT|O_EXCL) holding JSON C({run_id, controller, pid, pid_start,
-    user, started, started_epoch}). A lock of the same run is kept. A lock older than O(max_age) seconds is taken over.
-    A lock whose run id is O(takeover_run_id) is replaced (a compare-and-swap, once the controller found its holder
-    gone).
-    Otherwise nothing is written and C(acquired) is false, with the holder in C(holder); the caller decides.
+  - O(state=present) creates O(path) atomically (O_CREAT|O_EXCL) holding JSON C({run_id, boot_id, pid_ns, controller,
+    pid, pid_start, user, started, started_epoch}). A lock of the same run is kept. A lock older than O(max_age)
+    seconds is taken over. A lock whose run id is O(takeover_run_id) is replaced (a compare-and-swap, once the
+    controller proved its holder gone). Otherwise nothing is written and C(acquired) is false,
+    with the holder in C(holder).
   - O(state=absent) removes the lock only when its run id is O(owner.run_id); another run's lock is left alone.
-  - Every change happens under an flock on C(<path>.guard), so two runs never both win.
+  - Every change happens under an flock on C(<path>.guard), so two runs never both win. A guard that cannot be
+    opened fails the module (no lock, no run).
 options:
   path:
     description: The lock file.
@@ -26,12 +27,14 @@ options:
     choices: [present, absent]
     default: present
   owner:
-    description: This run, C({run_id, controller, pid, pid_start, user}); pid_start is the pid's start time.
+    description: This run, C({run_id, boot_id, pid_ns, controller, pid, pid_start, user}); pid_start is the pid's
+      start time, boot_id and pid_ns name the controller (never its host name).
     type: dict
     required: true
   max_age:
-    description: A lock older than this many seconds is stale and taken over (0 takes over any lock).
-    type: int
+    description: A lock older than this many seconds is stale and taken over. An integer of at least 3600 (a
+      younger live run could be mid-install); booleans and anything smaller are refused.
+    type: raw
     default: 86400
   takeover_run_id:
     description: Replace the lock if, and only if, it still belongs to this run id.
@@ -104,6 +107,22 @@ from typing import Any
 
 from ansible.module_utils.basic import AnsibleModule
 
+MIN_MAX_AGE = 3600  # seconds: a lock younger than this may belong to a run that is installing right now
+
+
+def max_age_of(value: Any) -> int:
+    """The max age as an integer of at least MIN_MAX_AGE; ValueError for a boolean, a word or a smaller number."""
+    if isinstance(value, bool) or value is None:
+        raise ValueError(f"{value!r} is not a number of seconds")
+    try:
+        number = int(str(value).strip())
+    except ValueError:
+        raise ValueError(f"{value!r} is not a number of seconds") from None
+    if number < MIN_MAX_AGE:
+        raise ValueError(f"{number} s is less than {MIN_MAX_AGE} s: a run that young may still be working on the "
+                         "host, so its lock is never taken over on age alone")
+    return number
+
 
 def _read(path: str) -> dict[str, Any] | None:
     """The lock's holder, {} for an unreadable lock, None when there is no lock."""
@@ -126,7 +145,8 @@ def _read(path: str) -> dict[str, Any] | None:
 
 def _record(owner: dict[str, Any]) -> dict[str, Any]:
     now = time.time()
-    return {"run_id": str(owner.get("run_id") or ""), "controller": str(owner.get("controller") or ""),
+    return {"run_id": str(owner.get("run_id") or ""), "boot_id": str(owner.get("boot_id") or ""),
+            "pid_ns": str(owner.get("pid_ns") or ""), "controller": str(owner.get("controller") or ""),
             "pid": int(owner.get("pid") or 0), "pid_start": str(owner.get("pid_start") or ""),
             "user": str(owner.get("user") or ""),
             "started": datetime.fromtimestamp(now, timezone.utc).isoformat(timespec="seconds"),  # noqa: UP017
@@ -157,7 +177,7 @@ def main() -> None:
             "path": {"type": "path", "default": "/var/lib/rocm-provision/host.lock"},
             "state": {"type": "str", "choices": ["present", "absent"], "default": "present"},
             "owner": {"type": "dict", "required": True},
-            "max_age": {"type": "int", "default": 86400},
+            "max_age": {"type": "raw", "default": 86400},
             "takeover_run_id": {"type": "str", "default": ""},
             "takeover_reason": {"type": "str", "default": ""},
         },
@@ -168,6 +188,11 @@ def main() -> None:
     run_id = str(owner.get("run_id") or "")
     if not run_id:
         module.fail_json(msg="rocm_host_lock: owner.run_id is empty; the lock needs a run id")
+    try:
+        max_age = max_age_of(module.params["max_age"])
+    except ValueError as exc:
+        module.fail_json(msg=f"rocm_host_lock: max_age (provision_lock_max_age): {exc}; set a number of seconds of at "
+                             f"least {MIN_MAX_AGE} (default 86400)")
     result: dict[str, Any] = {"changed": False, "path": path, "acquired": False, "holder": None, "took_over": None,
                               "message": ""}
     directory = os.path.dirname(path)
@@ -176,11 +201,19 @@ def main() -> None:
     guard_path = f"{path}.guard"
     guard = None
     try:
-        if not module.check_mode or os.path.isdir(directory):
+        if module.check_mode:  # nothing is written: a guard that is not there yet is not needed
             with contextlib.suppress(OSError):
-                guard = os.open(guard_path, os.O_RDWR | (0 if module.check_mode else os.O_CREAT), 0o644)
-            if guard is not None:
-                fcntl.flock(guard, fcntl.LOCK_EX)
+                guard = os.open(guard_path, os.O_RDWR)
+        else:
+            try:
+                guard = os.open(guard_path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+            except OSError as exc:
+                why = exc.strerror or str(exc)
+                module.fail_json(msg=f"rocm_host_lock: cannot open the lock guard {guard_path} ({why}): without it "
+                                     "two runs could both take the lock, so this host is not worked on; make it a "
+                                     "plain file root can write (or remove it)", **result)
+        if guard is not None:
+            fcntl.flock(guard, fcntl.LOCK_EX)
         holder = _read(path)
         if module.params["state"] == "absent":
             if holder is not None and holder.get("run_id") == run_id:
@@ -210,8 +243,8 @@ def main() -> None:
         reason = ""
         if module.params["takeover_run_id"] and holder.get("run_id") == module.params["takeover_run_id"]:
             reason = module.params["takeover_reason"] or "the controller says its holder is gone"
-        elif age > module.params["max_age"]:
-            reason = f"it is {int(age)} s old, older than the maximum age of {module.params['max_age']} s"
+        elif age > max_age:
+            reason = f"it is {int(age)} s old, older than the maximum age of {max_age} s"
         if not reason:
             result.update(holder=holder, age_s=int(age), message=f"{path} is held by another run")
             module.exit_json(**result)

@@ -81,6 +81,7 @@ import re
 import subprocess
 
 from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.rocm.provision.plugins.module_utils.venv_trust import judge
 
 PROBE = r"""
 import json, sys
@@ -143,6 +144,12 @@ def probe(venv, timeout, environment):
         kwargs = {"user": owner.pw_uid, "group": owner.pw_gid, "extra_groups": os.getgrouplist(owner.pw_name,
                                                                                                  owner.pw_gid)}
     info["run_as"] = owner.pw_name if kwargs else pwd.getpwuid(os.geteuid()).pw_name
+    if os.geteuid() == 0 and not kwargs:
+        others = judge(venv)  # a root-owned venv someone else can still change is not run as root either
+        if others:
+            info["error"] = (f"{python} was not run: it would run as root, but someone else can change what it runs "
+                             f"({', '.join(others[:3])})")
+            return info
     try:
         proc = subprocess.run([python, "-c", PROBE], capture_output=True, text=True, timeout=timeout, env=env,
                               cwd=owner.pw_dir if os.path.isdir(owner.pw_dir) else "/", check=False, **kwargs)

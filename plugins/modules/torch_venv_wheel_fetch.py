@@ -19,7 +19,8 @@ description:
     Then resolves the pins' dependencies with C(pip download --only-binary=:all: --platform P... --python-version
     X.Y --implementation cp --index-url PYPI --find-links <the pinned wheels>) into the same directory, and writes
     C(manifest.json) with every wheel's sha256, size and source. A set whose manifest is complete is not fetched
-    again, so every host of a run (and later runs) gets the same bytes.
+    again, so every host of a run (and later runs) gets the same bytes; every cached file is re-hashed before
+    use, and a file whose sha256 differs from the manifest's fails that set and is not used.
   - >-
     Runs where the downloads should happen (normally C(delegate_to: localhost) with C(run_once)), with the
     interpreter that runs the module. Check mode downloads nothing.
@@ -56,6 +57,16 @@ options:
     description: The only host the credentials are sent to (the wheel index's and the dependency index's, when
       they are on it).
     type: str
+  lock_file:
+    description: The fleet's artifact lock file (C(rocm-provision.lock) beside the inventory). Every set fetched or
+      taken from the cache is held to it (module_utils C(wheel_lock)); a file whose sha256 differs from the
+      recorded one, or a set whose files differ from the recorded ones, fails that set, naming the file and both
+      hashes; what is new is recorded (trust on first use). Unset, no lock file.
+    type: path
+  lock_update:
+    description: Record the files as they are now, replacing what differs (on purpose, C(--update-lock)).
+    type: bool
+    default: false
   progress_file:
     description: JSON lines C({file, done, total, files_done, files_total, time}) are appended to this file while
       wheels download (C(done) counts the bytes of the wheel being downloaded, C(total) its size; a wheel's last
@@ -105,6 +116,15 @@ cache_dir:
   description: The cache root, C(~) expanded.
   returned: always
   type: str
+lock_written:
+  description: Whether the artifact lock file was written (something new recorded, or updated on purpose).
+  returned: always
+  type: bool
+lock_notes:
+  description: What the lock file recorded or changed, for the user.
+  returned: always
+  type: list
+  elements: str
 """
 
 import base64
@@ -127,6 +147,7 @@ from typing import Any
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.rocm.provision.plugins.module_utils.download import Progress, file_digest
+from ansible_collections.rocm.provision.plugins.module_utils.wheel_lock import LockFileError, verify_sets
 
 
 class FetchError(Exception):
@@ -166,18 +187,32 @@ def describe(directory: str, sources: dict[str, dict[str, str]]) -> list[dict[st
     return out
 
 
+class CacheTampered(Exception):
+    """A cached wheel no longer has the sha256 recorded when it was downloaded."""
+
+
 def cached(directory: str) -> list[dict[str, Any]] | None:
+    """The cached set's files, each re-hashed now (a size can stay the same while the bytes change); None when
+    the set is not (completely) cached. A file whose bytes changed since the download raises CacheTampered."""
     manifest = os.path.join(directory, "manifest.json")
     try:
         with open(manifest, encoding="utf-8") as handle:
             files = json.load(handle)["files"]
     except (OSError, ValueError, KeyError):
         return None
+    changed = []
     for item in files:
         path = os.path.join(directory, item["file"])
-        if not os.path.isfile(path) or os.path.getsize(path) != item["size"]:
+        if not os.path.isfile(path):
             return None
+        got = sha256(path)
+        if got != item.get("sha256"):
+            changed.append(f"{item['file']}: sha256 {got}, recorded {item.get('sha256')}")
         item["path"] = path
+    if changed:
+        raise CacheTampered(
+            f"the controller's cached wheel set {directory} changed after it was downloaded: {'; '.join(changed)}. "
+            "It was not used; find out who changed it, then delete that directory to download the set again")
     return list(files)
 
 
@@ -444,7 +479,10 @@ def fetch(spec: dict[str, Any], root: str, timeout: int, check: bool, netrc: str
           progress_file: str | None = None, retries: int = 2) -> dict[str, Any]:
     key = str(spec["key"])
     directory = os.path.join(root, "wheels", key)
-    files = cached(directory)
+    try:
+        files = cached(directory)
+    except CacheTampered as exc:
+        return {"ok": False, "dir": directory, "files": [], "downloaded": False, "error": str(exc)}
     pins_python = str(spec.get("pins_python") or spec["python_version"])
     note = ""
     if pins_python != str(spec["python_version"]):
@@ -521,6 +559,8 @@ def main() -> None:
             "index_password": {"type": "str", "no_log": True},
             "credentials_host": {"type": "str"},
             "progress_file": {"type": "path"},
+            "lock_file": {"type": "path"},
+            "lock_update": {"type": "bool", "default": False},
         },
         supports_check_mode=True,
     )
@@ -542,9 +582,25 @@ def main() -> None:
             module.fail_json(msg=f"wheel set {spec.get('key')} lacks {', '.join(missing)}")
         if spec["key"] in results:
             continue
-        results[spec["key"]] = fetch(spec, root, params["timeout"], module.check_mode, netrc, http,
-                                     params["progress_file"], params["retries"])
-    module.exit_json(changed=any(r["downloaded"] for r in results.values()), sets=results, cache_dir=root)
+        try:
+            results[spec["key"]] = fetch(spec, root, params["timeout"], module.check_mode, netrc, http,
+                                         params["progress_file"], params["retries"])
+        except OSError as exc:
+            results[spec["key"]] = {"ok": False, "dir": "", "files": [], "downloaded": False,
+                                    "error": f"{exc.__class__.__name__}: {exc}"}
+    lock_written, lock_notes = False, []
+    if module.params["lock_file"]:
+        specs = {str(spec["key"]): spec for spec in module.params["sets"]}
+        try:
+            lock_written, lock_notes = verify_sets(module.params["lock_file"], specs, results,
+                                                   update=module.params["lock_update"], check_mode=module.check_mode)
+        except LockFileError as exc:
+            module.fail_json(msg=f"{exc}. Nothing was removed.", sets=results)
+        for result in results.values():
+            if result.get("lock_mismatch") and result.get("downloaded") and not module.check_mode:
+                shutil.rmtree(result["dir"], ignore_errors=True)  # fetch it again next time, not these bytes
+    module.exit_json(changed=any(r["downloaded"] for r in results.values()), sets=results, cache_dir=root,
+                     lock_file=module.params["lock_file"], lock_written=lock_written, lock_notes=lock_notes)
 
 
 if __name__ == "__main__":

@@ -23,7 +23,6 @@ from pathlib import Path
 
 import pytest
 
-from provision import pins
 from provision.lab.lab import Lab
 from tests.lab.conftest import REPO, LabShell, fresh_fleet
 
@@ -79,15 +78,10 @@ def cache_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CacheLab]:
         Path(os.environ.get("PROVISION_ARTIFACT_LAB_DIR") or REPO / ".lab" / "artifact-cache").resolve(), HOSTS,
         "artifact-cache fleet")
     tmp = tmp_path_factory.mktemp("artifact-cache")
-    # The lab pins its torch wheel's real sha256 (the re-packaged one it serves), as a fleet pins AMD's.
-    wheels = lab.paths.mirror / WHEEL_DIR
-    torch = next(wheels.glob("torch-*.whl"))
-    pinned = json.dumps([dict(p, sha256=sha256(torch)) if p["name"] == "torch" else p
-                         for p in pins.torch()["packages"]])
-    # the inventory ends with its [workstations:vars] section
-    text = result.inventory.read_text().rstrip("\n") + f"\nprovision_torch_packages={pinned}\n"
+    # Default settings: no sha256 pinned (AMD publishes none); the first fetch records the fleet's lock file
+    # (tmp/rocm-provision.lock, beside the inventories the runs use) and later runs are held to it.
     inventory = tmp / "lab.ini"
-    inventory.write_text(text)
+    inventory.write_text(result.inventory.read_text())
     handle = CacheLab(lab, {h.name: h.address for h in result.hosts}, inventory, result.base_url, tmp)
     try:
         yield handle
@@ -95,48 +89,30 @@ def cache_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CacheLab]:
         lab.down()
 
 
-def tampered_index(lab: CacheLab) -> tuple[str, str, str, str]:
-    """A copy of the wheel directory whose torch wheel was changed (its index lists the changed file's hash, as a
-    compromised mirror would). Returns (URL, wheel file, pinned sha256, tampered sha256)."""
+def tampered_index(lab: CacheLab) -> tuple[str, dict[str, tuple[str, str]]]:
+    """A copy of the wheel directory whose torch wheel and one of its dependencies were changed (its index lists the
+    changed files' hashes, as a compromised mirror would). Returns (URL, {file: (sha256 before, sha256 now)})."""
     source = lab.lab.paths.mirror / WHEEL_DIR
     target = lab.lab.paths.mirror / "rocm" / "manylinux" / "tampered"
     shutil.rmtree(target, ignore_errors=True)
     target.mkdir(parents=True)
     links = []
-    torch_name, pinned, bad = "", "", ""
-    for wheel in sorted(source.glob("*.whl")):
+    changed: dict[str, tuple[str, str]] = {}
+    wheels = sorted(source.glob("*.whl"))
+    # a dependency of the pins, when the lab's wheel directory carries one (its CPU torch stand-in may come alone;
+    # the dependency case then rests on tests/unit/test_wheel_lock_fetch.py, real pip against a local index)
+    dependency = next((w for w in wheels if not w.name.startswith(("torch-", "."))), None)
+    for wheel in wheels:
         data = wheel.read_bytes()
-        if wheel.name.startswith("torch-"):
-            torch_name, pinned = wheel.name, hashlib.sha256(data).hexdigest()
+        if wheel.name.startswith("torch-") or wheel == dependency:  # (the .complete marker is not a wheel)
+            before = hashlib.sha256(data).hexdigest()
             data += b"tampered"  # still a readable zip (trailing bytes), another sha256
-            bad = hashlib.sha256(data).hexdigest()
+            changed[wheel.name] = (before, hashlib.sha256(data).hexdigest())
         (target / wheel.name).write_bytes(data)
         href = html.escape(wheel.name.replace("+", "%2B"))
         links.append(f'<a href="{href}#sha256={hashlib.sha256(data).hexdigest()}">{html.escape(wheel.name)}</a><br>')
     (target / "index.html").write_text("<html><body>\n" + "\n".join(links) + "\n</body></html>\n")
-    return f"{lab.base_url}/rocm/manylinux/tampered/", torch_name, pinned, bad
-
-
-def test_tampered_wheel_stops_its_host_before_removal(cache_lab: CacheLab) -> None:
-    """ca-7900xtx's wheel index serves a torch wheel whose sha256 is not the pinned one: that host fails at the
-    stage with the file and both hashes, keeps ROCm 5.2; ca-mi210 (the good index) upgrades."""
-    url, torch_name, pinned, bad = tampered_index(cache_lab)
-    text = cache_lab.inventory.read_text()
-    text = re.sub(r"(?m)^(ca-7900xtx .*)$", rf"\1 provision_wheel_index_url={url} provision_allow_unsupported_os=true",
-                  text)
-    cache_lab.inventory.write_text(text)
-    done, hosts = cache_lab.upgrade("--limit", "ca-7900xtx,ca-mi210", cache=cache_lab.tmp / "cache-tamper")
-    assert done.returncode == 1, done.stdout[-4000:] + done.stderr[-2000:]
-    bad_host = hosts["ca-7900xtx"]
-    assert bad_host["state"] == "failed-at-stage", bad_host
-    message = json.dumps(bad_host)
-    assert torch_name in message and pinned in message and bad in message, message[:3000]
-    assert "nothing was removed" in bad_host["reason"].lower(), bad_host["reason"]
-    assert cache_lab.ok("ca-7900xtx", "dpkg-query -W -f '${Version}' rocm-core").startswith("5.2.0")
-    assert "7.0" not in cache_lab.ok("ca-7900xtx", "ls /opt")
-    good = hosts["ca-mi210"]
-    assert good["state"] == "done", good
-    assert good["after"]["rocm"] == "7.0.0"
+    return f"{lab.base_url}/rocm/manylinux/tampered/", changed
 
 
 def test_fleet_fetches_each_artifact_once(cache_lab: CacheLab) -> None:
@@ -169,3 +145,29 @@ def test_fleet_fetches_each_artifact_once(cache_lab: CacheLab) -> None:
     assert {h["state"] for h in hosts.values()} == {"done"}
     paths = cache_lab.stats()
     assert served(paths, ".deb") == {} and served(paths, ".whl") == {}, sorted(paths)
+
+
+def test_tampered_wheel_and_dependency_stop_their_host_before_removal(cache_lab: CacheLab) -> None:
+    """Default settings, after the fleet run above recorded the lock file: ca-7900xtx's wheel index serves a torch
+    wheel (and, where the lab's wheel directory has one, a dependency) changed under the same name, the index
+    listing the new hashes, as a compromised mirror would. That host fails at the stage naming each file with the
+    sha256 it has and the one the lock file records, and keeps ROCm 5.2; ca-mi210 (the good index) upgrades."""
+    assert (cache_lab.tmp / "rocm-provision.lock").is_file(), "the fleet run recorded no lock file"
+    url, changed = tampered_index(cache_lab)
+    text = cache_lab.inventory.read_text()
+    text = re.sub(r"(?m)^(ca-7900xtx .*)$", rf"\1 provision_wheel_index_url={url} provision_allow_unsupported_os=true",
+                  text)
+    cache_lab.inventory.write_text(text)
+    done, hosts = cache_lab.upgrade("--limit", "ca-7900xtx,ca-mi210", cache=cache_lab.tmp / "cache-tamper")
+    assert done.returncode == 1, done.stdout[-4000:] + done.stderr[-2000:]
+    bad_host = hosts["ca-7900xtx"]
+    assert bad_host["state"] == "failed-at-stage", bad_host
+    message = json.dumps(bad_host)
+    for name, (recorded, got) in changed.items():
+        assert f"{name}: sha256 {got}, the lock file says {recorded}" in message, message[:3000]
+    assert "nothing was removed" in bad_host["reason"].lower(), bad_host["reason"]
+    assert cache_lab.ok("ca-7900xtx", "dpkg-query -W -f '${Version}' rocm-core").startswith("5.2.0")
+    assert "7.0" not in cache_lab.ok("ca-7900xtx", "ls /opt")
+    good = hosts["ca-mi210"]
+    assert good["state"] == "done", good
+    assert good["after"]["rocm"] == "7.0.0"

@@ -128,10 +128,10 @@ class Run:
                 and (kind is None or e.get("event") == kind)]
 
     def lock_id(self) -> str:
-        """The start of this run's id in the host lock (controller:run directory:random suffix)."""
+        """The start of this run's id in the host lock (run directory:random hex, no host name)."""
         run_dir = self.run_dir()
         assert run_dir is not None
-        return f"{socket.gethostname()}:{run_dir.name}:"
+        return f"{run_dir.name}:"
 
 
 def start(fleet: Fleet, name: str, *args: str) -> Run:
@@ -258,6 +258,8 @@ def test_faults_in_one_run_stop_only_their_hosts(fleet: Fleet) -> None:
     lock = fleet.lock("ws-killed")
     assert lock is not None and lock["run_id"].startswith(run.lock_id()), lock
     assert lock["controller"] == socket.gethostname() and lock["user"] and lock["started"], lock
+    boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    assert lock["boot_id"] == boot and lock["pid_ns"] == os.readlink("/proc/self/ns/pid"), lock
     fleet.results["run1_lock"] = lock
 
 

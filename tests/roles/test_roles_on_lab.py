@@ -186,3 +186,43 @@ def test_fallback_playbook_on_navi10(roles_lab: RolesLab, tmp_path: Path) -> Non
     # Only hosts planned `fallback` are touched.
     for other in (W6800, MI210):
         roles_lab.ok(other, "test ! -e /etc/profile.d/rocm-provision-fallback.sh")
+
+
+# --- least privilege: a user's venv never runs as root -----------------------------------------------------------
+
+PROBE = "/home/researcher/venvs/pth-probe"
+MARKERS = "/var/tmp/rocm-provision-pth-ran-as-"
+
+
+def test_verification_runs_a_users_venv_as_its_owner_never_as_root(roles_lab: RolesLab, tmp_path: Path) -> None:
+    """A venv owned by the lab user whose site-packages holds a .pth that Python runs at start-up: it writes a
+    marker named after the uid it ran as. The verification must run it as its owner, and never as root."""
+    version, sha = roles_lab.wheel_sha256()
+    roles_lab.playbook("torch_venv.yml", MI210, extravars={
+        "provision_torch_packages": [{"name": "torch", "version": version, "sha256": sha}]})
+    # rocm-provision's own venv: root-owned, world-readable, nothing in it writable by group or others
+    roles_lab.ok(MI210, f"test \"$(stat -c %U {VENV})\" = root")
+    loose = roles_lab.ok(MI210, f"find {VENV} ! -type l \\( -perm /022 -o ! -perm -444 -o ! -user root \\) | head -3")
+    assert loose == "", loose
+
+    site = roles_lab.ok(MI210, f"ls -d {VENV}/lib/python3*/site-packages").strip()
+    uid = roles_lab.ok(MI210, "id -u researcher").strip()
+    roles_lab.ok(MI210, f"rm -rf {PROBE} {MARKERS}*; su researcher -s /bin/sh -c '"
+                        f"python3 -m venv --without-pip {PROBE} && cd {PROBE}/lib/python3*/site-packages && "
+                        f"echo {site} > lab-torch.pth && "
+                        f"echo \"import os; open(\\\"{MARKERS}%d\\\" % os.getuid(), \\\"w\\\").close()\" > marker.pth'")
+    roles_lab.ok(MI210, f"test \"$(stat -c %U {PROBE})\" = researcher")
+
+    run = roles_lab.playbook("playbooks/verify.yml", MI210,
+                             extravars={"conv_verify_venv": PROBE, "conv_verify_fetch_dir": str(tmp_path)})
+    assert run.rc == 0, run.out[-3000:] + run.err[-2000:]
+    assert run.custom["provision_verify"][MI210]["verdict"] == "pass"
+    roles_lab.ok(MI210, f"test -e {MARKERS}{uid}")  # the .pth did run (so the test can see where) ...
+    roles_lab.ok(MI210, f"test ! -e {MARKERS}0")  # ... and never as root
+
+    # asked to run it as root anyway: refused, nothing run
+    forced = roles_lab.playbook("playbooks/verify.yml", MI210, extravars={
+        "conv_verify_venv": PROBE, "conv_verify_fetch_dir": str(tmp_path), "conv_verify_user": "root"})
+    assert forced.rc != 0 and any("would run as root, but someone else can change what it runs" in m
+                                  for m in forced.messages(MI210)), forced.messages(MI210)
+    roles_lab.ok(MI210, f"test ! -e {MARKERS}0")

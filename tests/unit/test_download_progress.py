@@ -167,3 +167,26 @@ def test_log_view_prints_a_download_line_at_most_every_interval(tmp_path: Path,
     said = console.file.getvalue().splitlines()  # type: ignore[attr-defined]
     assert said == ["controller download: torch.whl 5% (10.0 of 200.0 MB, file 1 of 3)",
                     "controller download: torch.whl 10% (20.0 of 200.0 MB, file 1 of 3)"]
+
+
+def test_a_cached_wheel_changed_in_place_is_refused_not_trusted_on_its_size(
+        slow_index: tuple[str, dict[str, bytes]], tmp_path: Path) -> None:
+    url, wheels = slow_index
+    mod = load_module()
+    spec = {"key": "k1", "index_url": url, "pypi_index_url": url + "simple/", "python_version": "3.12",
+            "platforms": ["linux_x86_64", "manylinux_2_28_x86_64"],
+            "pins": [{"name": "demo_pkg", "version": "1.0", "file": WHEEL}]}
+    http = mod.Http(30, None, None, None)
+    first = mod.fetch(spec, str(tmp_path / "cache"), 30, False, os.devnull, http)
+    assert first["ok"] and first["downloaded"], first["error"]
+    again = mod.fetch(spec, str(tmp_path / "cache"), 30, False, os.devnull, http)
+    assert again["ok"] and not again["downloaded"]  # an intact cache is used as it is
+    cached = tmp_path / "cache" / "wheels" / "k1" / WHEEL
+    body = bytearray(cached.read_bytes())
+    body[-100] ^= 0xFF  # same size, other bytes
+    cached.write_bytes(bytes(body))
+    refused = mod.fetch(spec, str(tmp_path / "cache"), 30, False, os.devnull, http)
+    assert not refused["ok"] and not refused["downloaded"]
+    expected, got = hashlib.sha256(wheels[WHEEL]).hexdigest(), hashlib.sha256(body).hexdigest()
+    assert f"{WHEEL}: sha256 {got}, recorded {expected}" in refused["error"]
+    assert cached.exists(), "the evidence is kept for the user to look at"

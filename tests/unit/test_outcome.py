@@ -63,3 +63,16 @@ def test_check_mode_plans_without_claiming_done(tmp_path: Path) -> None:
     doc = outcome.build("upgrade", result, Path("lab.ini"), now, now, check_mode=True)
     assert {h["state"] for h in doc["hosts"]} == {"planned"}
     assert report.exit_code(doc) == 0
+
+
+def test_a_leftover_tree_moved_aside_is_in_the_report(tmp_path: Path) -> None:
+    now = datetime.now(UTC)
+    result = run_result(tmp_path)
+    moved = {"path": "/opt/rocm-5.2.0", "action": "moved",
+             "reason": "1 file(s) there came from no package: /opt/rocm-5.2.0/share/notes.txt",
+             "backup": "/var/backups/rocm-provision/rocm_remove/20261203T1Z/rocm-5.2.0"}
+    result.stats["provision_remove"] = {"up": {"moved": [moved]}}
+    doc = outcome.build("upgrade", result, Path("lab.ini"), now, now)
+    up = next(h for h in doc["hosts"] if h["name"] == "up")
+    assert up["notes"] == [f"/opt/rocm-5.2.0 was not deleted, moved to {moved['backup']}: {moved['reason']}"]
+    assert "/opt/rocm-5.2.0 was not deleted, moved to" in report.markdown(doc)

@@ -74,10 +74,10 @@ def test_debian_12_without_a_configured_source_is_blocked_with_the_settings_to_c
 
 def test_debian_12_with_the_standalone_source_reachable() -> None:
     spec = spec_from_vars("h", {"provision_python_source": "standalone",
-                                "provision_python_standalone_url": "http://mirror.lab:8080/pbs"})
+                                "provision_python_standalone_url": "https://mirror.lab:8080/pbs"})
     url = standalone_url(spec)
     # the pinned file, under the release directory, as python-build-standalone names it (%2B for +)
-    assert url == ("http://mirror.lab:8080/pbs/20251031/"
+    assert url == ("https://mirror.lab:8080/pbs/20251031/"
                    "cpython-3.12.12%2B20251031-x86_64-unknown-linux-gnu-install_only.tar.gz")
     decision = decide("debian-12", python_facts("debian-12", standalone={"url": url, "ok": True, "error": ""}), spec)
     assert (decision.source, decision.install, decision.problem) == ("standalone", True, None)

@@ -15,6 +15,9 @@ MODULE = Path(__file__).parents[2] / "plugins" / "modules" / "rocm_venv_torch.py
 
 
 def _module() -> ModuleType:
+    collections = str(Path(__file__).parents[2] / "collections")  # its module_utils, as the collection ships them
+    if collections not in sys.path:
+        sys.path.append(collections)
     spec = importlib.util.spec_from_file_location("rocm_venv_torch", MODULE)
     assert spec and spec.loader
     mod = importlib.util.module_from_spec(spec)
@@ -68,3 +71,13 @@ def test_a_torch_that_cannot_run_still_gives_its_version(tmp_path: Path) -> None
     build = torchbuild.from_probe(info)
     assert build is not None and build.source == "dist-info" and build.version == "1.13.1+rocm5.2"
     assert build.targets == ("gfx900", "gfx906", "gfx908", "gfx90a", "gfx1030")  # the public wheels' targets
+
+
+def test_a_root_owned_venv_someone_else_can_change_is_not_run_as_root(tmp_path: Path) -> None:
+    venv = _venv(tmp_path, ROCM52 + "open(__file__ + '.ran', 'w').close()\n", "1.13.1+rocm5.2")
+    init = next(venv.glob("lib/python*/site-packages/torch/__init__.py"))
+    os.chown(init, 1000, 1000)  # the venv is root's (this test runs as root), one file of it a user's
+    info = _module().probe(str(venv), 60, {})
+    assert "was not run: it would run as root, but someone else can change what it runs" in info["error"], info
+    assert f"{init} (owner uid 1000)" in info["error"]
+    assert not Path(str(init) + ".ran").exists() and "version" not in info

@@ -77,7 +77,10 @@ class RolesLab(LabShell):
             path = (PLAYBOOKS / path) if (PLAYBOOKS / path).exists() else REPO / path
         # the checkout's ansible.cfg alone (as a user runs it): the rocm.provision collection through collections/
         env = dict(os.environ, ANSIBLE_CONFIG=str(REPO / "ansible.cfg"), ANSIBLE_NOCOLOR="1",
-                   ANSIBLE_STDOUT_CALLBACK="ansible.builtin.json", ANSIBLE_SHOW_CUSTOM_STATS="1",
+                   # tests/callback_plugins/lab_json.py: the run as one JSON document (ansible.posix's json callback
+                   # is not in the lean install)
+                   ANSIBLE_CALLBACK_PLUGINS=str(REPO / "tests" / "callback_plugins"),
+                   ANSIBLE_STDOUT_CALLBACK="lab_json", ANSIBLE_SHOW_CUSTOM_STATS="1",
                    ANSIBLE_LOCAL_TEMP=str(self.lab.paths.root / "ansible-tmp"),
                    PATH=os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]))
         args = [str(Path(sys.executable).with_name("ansible-playbook")), "-i", str(self.inventory), "-l", limit,

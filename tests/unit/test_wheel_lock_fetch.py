@@ -57,14 +57,18 @@ def fetch(tmp: Path, url: str, cache: str, **extra: Any) -> dict[str, Any]:
             "pins": [{"name": "demo-pkg", "version": "1.0", "file": WHEEL}]}
     args = {"sets": [spec], "cache_dir": str(tmp / cache), "lock_file": str(tmp / "rocm-provision.lock"), **extra}
     # the checkout's ansible.cfg: the rocm.provision collection through collections/, as the role runs it
+    # ansible-core's own minimal callback with JSON results (the json callback lives in ansible.posix, which the
+    # lean install does not carry): `localhost | SUCCESS => {...}`
     env = dict(os.environ, ANSIBLE_CONFIG=str(REPO / "ansible.cfg"), ANSIBLE_LOAD_CALLBACK_PLUGINS="1",
-               ANSIBLE_STDOUT_CALLBACK="ansible.builtin.json", ANSIBLE_LOCAL_TEMP=str(tmp / "ansible-tmp"))
+               ANSIBLE_STDOUT_CALLBACK="ansible.builtin.minimal", ANSIBLE_CALLBACK_RESULT_FORMAT="json",
+               ANSIBLE_LOCAL_TEMP=str(tmp / "ansible-tmp"))
     done = subprocess.run([str(Path(sys.executable).with_name("ansible")), "localhost", "-c", "local",
                            "-e", f"ansible_python_interpreter={sys.executable}",
                            "-m", "rocm.provision.torch_venv_wheel_fetch", "-a", json.dumps(args)],
                           capture_output=True, text=True, env=env, timeout=300, check=False)
-    doc = json.loads(done.stdout)
-    return doc["plays"][0]["tasks"][0]["hosts"]["localhost"]
+    head, sep, result = done.stdout.partition(" => ")
+    assert sep and head.startswith("localhost | "), f"{done.stdout}{done.stderr}"
+    return json.loads(result)
 
 
 def sha(data: bytes) -> str:

@@ -130,11 +130,14 @@ def test_torch_venv_refuses_wrong_sha256_and_foreign_dirs(roles_lab: RolesLab) -
 
 
 def test_torch_venv_needs_cp312_python_for_the_rocm_pins(roles_lab: RolesLab) -> None:
-    # The production pins' Python (cp312) on a Debian 12 host with only Python 3.11 and no Python source
-    # configured: a clear stop, nothing made (the preflight blocks such a host before this; see test_python_source).
+    # The production pins' Python (cp312) on a host that has only Python 3.11: the W6800 stand-in says Ubuntu 24.04,
+    # so the default source is the OS's python3.12 package, which its (Debian 12) apt does not have. A clear stop
+    # naming Python 3.12, nothing made (the preflight probes the source and blocks such a host before anything is
+    # removed; see tests/unit/test_python_source.py).
     run = roles_lab.playbook("torch_venv.yml", W6800, extravars={
         "provision_venv": "/opt/venvs/rocm-pins", "provision_torch_python": "3.12", "torch_venv_python": ""})
-    assert run.rc != 0 and any("needs Python 3.12" in m for m in run.messages(W6800)), run.messages(W6800)
+    said = run.messages(W6800)
+    assert run.rc != 0 and any("Python 3.12" in m or "'python3.12'" in m for m in said), said
     roles_lab.ok(W6800, "test ! -e /opt/venvs/rocm-pins")
 
 
@@ -171,6 +174,11 @@ def test_verify_playbook(roles_lab: RolesLab, tmp_path: Path) -> None:
 def test_fallback_playbook_on_navi10(roles_lab: RolesLab, tmp_path: Path) -> None:
     # navi10 keeps ROCm 5.2; its users' venv is the lab's stand-in torch 1.13, which cannot run convolutions.
     # So the lab verifies in a separate CPU torch venv (conv_verify_venv), with the fallback profile in force.
+    # First the host as its owner left it: test_fallback_profile_on_navi10 applied the role's default profile,
+    # which comments the override out; taking the profile away with restore_removed puts it back.
+    roles_lab.playbook("fallback_profile.yml", NAVI10, extravars={"fallback_profile_state": "absent",
+                                                                  "fallback_profile_restore_removed": True})
+    assert roles_lab.login_env(NAVI10).get("HSA_OVERRIDE_GFX_VERSION") == "10.3.0"
     roles_lab.playbook("torch_venv.yml", NAVI10, extravars={"provision_venv": VERIFY_VENV})
     # The same injected GEMM fault as in test_verify_playbook: it goes away only with the profile in force.
     extra = {"conv_verify_venv": VERIFY_VENV, "conv_verify_fetch_dir": str(tmp_path),

@@ -85,6 +85,7 @@ AskBecomeOption = Annotated[bool, typer.Option("--ask-become-pass", "-K",
 VerboseOption = Annotated[int, typer.Option("--verbose", "-v", count=True,
                                             help="Ansible verbosity (-v … -vvvvvv); its output is in the run "
                                                  "directory's artifacts/*/stdout.")]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print report.json on stdout (the rest goes to stderr).")]
 
 
 def _ansible_options(extra_vars: list[str] | None, vault_password_file: list[Path] | None, ask_vault_pass: bool,
@@ -545,8 +546,7 @@ def upgrade(
     update_lock: Annotated[bool, typer.Option(
         "--update-lock", help="Record the wheels' sha256 as they are now in rocm-provision.lock (beside the "
                               "inventory), replacing what differs; without it a differing file is refused.")] = False,
-    as_json: Annotated[bool, typer.Option("--json", help="Print report.json on stdout (the rest goes to stderr).")]
-    = False,
+    as_json: JsonOption = False,
     extra_vars: ExtraVarsOption = None,
     vault_password_file: VaultFileOption = None,
     ask_vault_pass: AskVaultOption = False,
@@ -669,8 +669,7 @@ def verify(
     hosts: HostsOption,
     limit: LimitOption = None,
     forks: ForksOption = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print report.json on stdout (the rest goes to stderr).")]
-    = False,
+    as_json: JsonOption = False,
     extra_vars: ExtraVarsOption = None,
     vault_password_file: VaultFileOption = None,
     ask_vault_pass: AskVaultOption = False,
